@@ -1,0 +1,1 @@
+"""The ``partonomy`` command line: thin commands, each calling one library function."""

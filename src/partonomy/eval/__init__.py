@@ -1,0 +1,1 @@
+"""Evaluation: the model protocol, the resumable harness, scoring and reports."""

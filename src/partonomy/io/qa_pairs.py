@@ -1,0 +1,295 @@
+"""The QA-pair JSON: a list of question records, as the original generator writes them.
+
+One record::
+
+    image_path, image_label, question, question_type,
+    answer_choices[5], answer_types[5] ('correct' | 'incorrect'), answer_parts[5][...],
+    segmentations {part: [mask, ...]},
+    object_question, object_answer_choices[5], object_answer_types[5], object_answer_classes[5]
+    # object_* are null except for part_to_whole / whole_to_part
+    # optional: question_id, answer_operations, and any other key (kept verbatim)
+
+The correct choice is found through ``answer_types``, never assumed to be first.
+A record's id is its ``question_id`` field when present, else its 0-based index, as a string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from partonomy.errors import FormatError
+from partonomy.io import masks as mask_io
+from partonomy.io.atomic import atomic_write_json
+from partonomy.io.jsonfile import load_json
+
+N_CHOICES = 5
+CORRECT = "correct"
+INCORRECT = "incorrect"
+
+BASE_QUESTION_TYPES = ("identification", "positive", "negative", "difference")
+QUESTION_TYPES: tuple[str, ...] = (
+    *BASE_QUESTION_TYPES,
+    *(f"{t}_with_label" for t in BASE_QUESTION_TYPES),
+    "part_to_whole",
+    "whole_to_part",
+)
+"""Every question type of the format (the generator's registry uses these names)."""
+
+OBJECT_QUESTION_TYPES = ("part_to_whole", "whole_to_part")
+"""Types that chain an object question to the part question (their object_* fields are set)."""
+
+_OBJECT_FIELDS = (
+    "object_question",
+    "object_answer_choices",
+    "object_answer_types",
+    "object_answer_classes",
+)
+_KNOWN_KEYS = (
+    "image_path",
+    "image_label",
+    "question",
+    "question_type",
+    "answer_choices",
+    "answer_types",
+    "answer_parts",
+    "segmentations",
+    *_OBJECT_FIELDS,
+)
+
+
+@dataclass
+class QAPair:
+    """One explanatory-part-segmentation question.
+
+    Attributes:
+        question_id: the record's id (see module docstring).
+        answer_parts: per choice, the part names that choice lists; the correct choice's parts are
+            the keys of ``segmentations`` (bare part names).
+        segmentations: part name -> RLE masks; the ground truth of a part is their union.
+        extra: keys beyond the documented ones (e.g. ``answer_operations``), kept verbatim.
+        explicit_id: whether ``question_id`` came from the record (it is then written back).
+    """
+
+    question_id: str
+    image_path: str
+    image_label: str
+    question: str
+    question_type: str
+    answer_choices: list[str]
+    answer_types: list[str]
+    answer_parts: list[list[str]]
+    segmentations: dict[str, list[mask_io.Rle]]
+    object_question: str | None = None
+    object_answer_choices: list[str] | None = None
+    object_answer_types: list[str] | None = None
+    object_answer_classes: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    explicit_id: bool = False
+
+    @property
+    def correct_index(self) -> int:
+        """Index of the one correct choice (validated on load)."""
+        return self.answer_types.index(CORRECT)
+
+    @property
+    def correct_parts(self) -> list[str]:
+        """The parts named by the correct answer, in ``answer_parts`` order (the mask order)."""
+        return self.answer_parts[self.correct_index]
+
+    @property
+    def object_correct_index(self) -> int | None:
+        """Index of the correct object choice, or None for types without an object question."""
+        if self.object_answer_types is None:
+            return None
+        return self.object_answer_types.index(CORRECT)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record in the original key order (``question_id`` only if it was given)."""
+        out: dict[str, Any] = {}
+        if self.explicit_id:
+            out["question_id"] = self.question_id
+        out.update(
+            image_path=self.image_path,
+            image_label=self.image_label,
+            question=self.question,
+            question_type=self.question_type,
+            answer_choices=self.answer_choices,
+            answer_types=self.answer_types,
+            answer_parts=self.answer_parts,
+            segmentations=self.segmentations,
+            object_question=self.object_question,
+            object_answer_choices=self.object_answer_choices,
+            object_answer_types=self.object_answer_types,
+            object_answer_classes=self.object_answer_classes,
+        )
+        out.update(self.extra)
+        return out
+
+
+def _check_choices(
+    raw: dict[str, Any], key: str, path: Path, rec: int | str, *, strings: bool = True
+) -> list[Any]:
+    value = raw.get(key)
+    if not isinstance(value, list):
+        raise FormatError("missing or not a list", file=path, record=rec, field=key)
+    if len(value) != N_CHOICES:
+        raise FormatError(
+            f"has {len(value)} entries; every question has exactly {N_CHOICES} choices",
+            file=path,
+            record=rec,
+            field=key,
+        )
+    if strings and not all(isinstance(v, str) for v in value):
+        raise FormatError("must hold strings", file=path, record=rec, field=key)
+    return list(value)
+
+
+def _check_types(raw: dict[str, Any], key: str, path: Path, rec: int | str) -> list[str]:
+    types = _check_choices(raw, key, path, rec)
+    bad = [t for t in types if t not in (CORRECT, INCORRECT)]
+    if bad:
+        raise FormatError(
+            f"unknown answer type {bad[0]!r} (use 'correct' or 'incorrect')",
+            file=path,
+            record=rec,
+            field=key,
+        )
+    n_correct = types.count(CORRECT)
+    if n_correct != 1:
+        raise FormatError(
+            f"has {n_correct} 'correct' entries; exactly one is required",
+            file=path,
+            record=rec,
+            field=key,
+        )
+    return types
+
+
+def parse_qa_pair(raw: Any, index: int, path: Path) -> QAPair:
+    """Validate one raw record and build a :class:`QAPair`.
+
+    Raises:
+        FormatError: naming ``path``, the record (index and id) and the field.
+    """
+    if not isinstance(raw, dict):
+        raise FormatError("a QA record must be a JSON object", file=path, record=index)
+    explicit = "question_id" in raw and raw["question_id"] is not None
+    qid = str(raw["question_id"]) if explicit else str(index)
+    rec: int | str = index if not explicit else f"{index} (question_id {qid!r})"
+    for key in ("image_path", "image_label", "question", "question_type"):
+        if not isinstance(raw.get(key), str):
+            raise FormatError("missing or not a string", file=path, record=rec, field=key)
+    qtype = raw["question_type"]
+    if qtype not in QUESTION_TYPES:
+        import difflib
+
+        close = difflib.get_close_matches(qtype, QUESTION_TYPES, n=1)
+        hint = (
+            f"did you mean '{close[0]}'?" if close else f"known types: {', '.join(QUESTION_TYPES)}"
+        )
+        raise FormatError(
+            f"unknown question type {qtype!r}",
+            file=path,
+            record=rec,
+            field="question_type",
+            hint=hint,
+        )
+    choices = _check_choices(raw, "answer_choices", path, rec)
+    types = _check_types(raw, "answer_types", path, rec)
+    parts = _check_choices(raw, "answer_parts", path, rec, strings=False)
+    for k, plist in enumerate(parts):
+        if not isinstance(plist, list) or not all(isinstance(p, str) for p in plist):
+            raise FormatError(
+                "must be a list of part names", file=path, record=rec, field=f"answer_parts[{k}]"
+            )
+    segs_raw = raw.get("segmentations")
+    if not isinstance(segs_raw, dict):
+        raise FormatError(
+            "missing or not a mapping part -> masks", file=path, record=rec, field="segmentations"
+        )
+    segmentations: dict[str, list[mask_io.Rle]] = {}
+    for part, masks in segs_raw.items():
+        masks = [masks] if isinstance(masks, dict) else masks
+        if not isinstance(masks, list):
+            raise FormatError(
+                "must be a list of masks", file=path, record=rec, field=f"segmentations.{part}"
+            )
+        rles = []
+        for k, mask in enumerate(masks):
+            try:
+                rles.append(mask_io.to_rle(mask))
+            except (ValueError, TypeError, KeyError) as err:
+                raise FormatError(
+                    str(err), file=path, record=rec, field=f"segmentations.{part}[{k}]"
+                ) from None
+        segmentations[str(part)] = rles
+    correct = parts[types.index(CORRECT)]
+    missing = [p for p in correct if p not in segmentations]
+    if missing:
+        raise FormatError(
+            f"the correct answer names part {missing[0]!r} but it has no masks",
+            file=path,
+            record=rec,
+            field="segmentations",
+        )
+    object_values: dict[str, Any] = {k: raw.get(k) for k in _OBJECT_FIELDS}
+    if qtype in OBJECT_QUESTION_TYPES:
+        if not isinstance(raw.get("object_question"), str):
+            raise FormatError(
+                f"{qtype} needs an object question", file=path, record=rec, field="object_question"
+            )
+        object_values["object_answer_choices"] = _check_choices(
+            raw, "object_answer_choices", path, rec
+        )
+        object_values["object_answer_types"] = _check_types(raw, "object_answer_types", path, rec)
+        if raw.get("object_answer_classes") is not None:
+            object_values["object_answer_classes"] = _check_choices(
+                raw, "object_answer_classes", path, rec
+            )
+    extra = {k: v for k, v in raw.items() if k not in _KNOWN_KEYS and k != "question_id"}
+    return QAPair(
+        question_id=qid,
+        image_path=raw["image_path"],
+        image_label=raw["image_label"],
+        question=raw["question"],
+        question_type=qtype,
+        answer_choices=choices,
+        answer_types=types,
+        answer_parts=[list(p) for p in parts],
+        segmentations=segmentations,
+        extra=extra,
+        explicit_id=explicit,
+        **object_values,
+    )
+
+
+def load_qa_pairs(path: str | Path) -> list[QAPair]:
+    """Read and validate a QA-pair JSON file (a list of records).
+
+    Raises:
+        FormatError: a truncated file, a malformed record, or a duplicate question id.
+    """
+    path = Path(path)
+    raw = load_json(path, what="QA-pair file")
+    if not isinstance(raw, list):
+        raise FormatError("a QA-pair file must be a JSON list of records", file=path)
+    records = [parse_qa_pair(r, i, path) for i, r in enumerate(raw)]
+    seen: dict[str, int] = {}
+    for i, qa in enumerate(records):
+        if qa.question_id in seen:
+            raise FormatError(
+                f"duplicate question_id {qa.question_id!r} (first at record {seen[qa.question_id]})",
+                file=path,
+                record=i,
+                field="question_id",
+                hint="question ids must be unique",
+            )
+        seen[qa.question_id] = i
+    return records
+
+
+def save_qa_pairs(records: list[QAPair], path: str | Path, *, indent: int | None = None) -> None:
+    """Write a QA-pair JSON atomically."""
+    atomic_write_json(path, [qa.to_dict() for qa in records], indent=indent)

@@ -1,0 +1,1 @@
+"""Models: reference models, PLUM and (later) baselines, all implementing the eval protocol."""
