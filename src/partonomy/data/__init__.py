@@ -1,0 +1,1 @@
+"""Data: Partonomy-Synth, real-dataset readers, object-part matching, the training mixture."""
