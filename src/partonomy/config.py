@@ -123,12 +123,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(cfg))
 
 
-def load_config(cls: type[C], path: str | Path, overrides: list[str] | None = None) -> C:
-    """Read a YAML config file into ``cls`` and apply ``key.sub=value`` overrides (YAML-typed)."""
-    data = load_yaml(path, what="config") or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config must be a mapping")
-    for item in overrides or []:
+def apply_overrides_to_dict(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to a nested dict, in place."""
+    for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"override '{item}' must look like key.sub=value")
@@ -139,4 +136,13 @@ def load_config(cls: type[C], path: str | Path, overrides: list[str] | None = No
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{item}': '{part}' is not a section")
         node[parts[-1]] = yaml.safe_load(text)
+    return data
+
+
+def load_config(cls: type[C], path: str | Path, overrides: list[str] | None = None) -> C:
+    """Read a YAML config file into ``cls`` and apply ``key.sub=value`` overrides (YAML-typed)."""
+    data = load_yaml(path, what="config") or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping")
+    apply_overrides_to_dict(data, overrides or [])
     return from_dict(cls, data, source=str(path))
