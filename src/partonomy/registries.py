@@ -22,19 +22,52 @@ def _models() -> Registry[Any]:
 
 def _question_types() -> Registry[Any]:
     reg: Registry[Any] = Registry("question type")
-    # block owned by partonomy.qa (question generation)
+    # block owned by partonomy.qa (question generation): one entry per name of
+    # partonomy.io.qa_pairs.QUESTION_TYPES, each a partonomy.qa.base.QuestionGenerator
+    reg.add("identification", "partonomy.qa.identification:IDENTIFICATION")
+    reg.add("positive", "partonomy.qa.intersection:POSITIVE")
+    reg.add("negative", "partonomy.qa.exclusion:NEGATIVE")
+    reg.add("difference", "partonomy.qa.difference:DIFFERENCE")
+    reg.add("identification_with_label", "partonomy.qa.identification:IDENTIFICATION_WITH_LABEL")
+    reg.add("positive_with_label", "partonomy.qa.intersection:POSITIVE_WITH_LABEL")
+    reg.add("negative_with_label", "partonomy.qa.exclusion:NEGATIVE_WITH_LABEL")
+    reg.add("difference_with_label", "partonomy.qa.difference:DIFFERENCE_WITH_LABEL")
+    reg.add("part_to_whole", "partonomy.qa.whole_part:PART_TO_WHOLE")
+    reg.add("whole_to_part", "partonomy.qa.whole_part:WHOLE_TO_PART")
     return reg
 
 
 def _metrics() -> Registry[Any]:
     reg: Registry[Any] = Registry("metric")
-    # block owned by partonomy.eval.metrics (scoring)
+    # block owned by partonomy.eval.metrics (scoring); names are the keys of results.json
+    reg.add("accuracy", "partonomy.eval.metrics.text:ACCURACY")
+    reg.add("part_precision", "partonomy.eval.metrics.text:PART_PRECISION")
+    reg.add("part_recall", "partonomy.eval.metrics.text:PART_RECALL")
+    reg.add("part_f1", "partonomy.eval.metrics.text:PART_F1")
+    reg.add("object_accuracy", "partonomy.eval.metrics.text:OBJECT_ACCURACY")
+    reg.add("micro_giou", "partonomy.eval.metrics.masks:MICRO_GIOU")
+    reg.add("macro_giou", "partonomy.eval.metrics.masks:MACRO_GIOU")
+    reg.add("ciou", "partonomy.eval.metrics.masks:CIOU")
     return reg
 
 
 def _sources() -> Registry[Any]:
     reg: Registry[Any] = Registry("data source")
-    # block owned by partonomy.data.sources (real-data readers)
+    # block owned by partonomy.data.sources (real-data readers); entries are SourceInfo objects
+    src = "partonomy.data.sources"
+    reg.add("ade20k", f"{src}.ade20k:SOURCE")
+    reg.add("cocostuff", f"{src}.cocostuff:SOURCE")
+    reg.add("mapillary", f"{src}.mapillary:SOURCE")
+    reg.add("paco_lvis", f"{src}.paco_lvis:SOURCE")
+    reg.add("pascal_part", f"{src}.pascal_part:SOURCE")
+    reg.add("partimagenet", f"{src}.partimagenet:SOURCE")
+    reg.add("partonomy_core", f"{src}.partonomy_core:SOURCE")
+    reg.add("refclef", f"{src}.refer:REFCLEF")
+    reg.add("refcoco", f"{src}.refer:REFCOCO")
+    reg.add("refcoco+", f"{src}.refer:REFCOCO_PLUS")
+    reg.add("refcocog", f"{src}.refer:REFCOCOG")
+    reg.add("llava_instruct_150k", f"{src}.llava_instruct:SOURCE")
+    reg.add("reason_seg", f"{src}.reason_seg:SOURCE")
     return reg
 
 

@@ -38,9 +38,47 @@ def test_polygons_and_wrappers():
 def test_uncompressed_rle_and_resize():
     dense = np.zeros((6, 8), bool)
     dense[1:3, 2:7] = True
-    uncompressed = {"size": [6, 8], "counts": [8 * 2 + 1, 2, 4, 2, 4, 2, 4, 2, 4, 2, 13]}
+    # column-major runs: 2 empty columns + 1 pixel, then 5 x (2 on, 4 off), the rest off
+    uncompressed = {"size": [6, 8], "counts": [13, 2, 4, 2, 4, 2, 4, 2, 4, 2, 9]}
     rle = masks.to_rle(uncompressed)
     assert masks.area(rle) == 10
+    assert np.array_equal(masks.decode(rle), dense)
     big = masks.resize(masks.encode(dense), 12, 16)
     assert big["size"] == [12, 16]
     assert masks.area(big) == 40
+
+
+def test_compressed_runs_match_pycocotools():
+    rng = np.random.default_rng(1)
+    for h, w in [(1, 1), (3, 50), (37, 53), (64, 9)]:
+        for density in (0.0, 0.03, 0.5, 1.0):
+            dense = rng.random((h, w)) < density
+            rle = masks.encode(dense)
+            runs = masks.compressed_runs(rle["counts"])
+            assert runs.sum() == h * w and runs.min() >= 0
+            column_major = dense.T.reshape(-1)
+            assert runs[1::2].sum() == column_major.sum()  # odd runs are foreground
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"size": [12, 17], "counts": None},  # runs of a 12 x 16 mask, wrong size
+        {"size": [10, 16], "counts": None},
+        {"size": [12, 16], "counts": ""},
+        {"size": [12, 16], "counts": "abc"},  # truncated varint
+        {"size": [12, 16], "counts": "\x01"},  # outside the alphabet
+        {"size": [12], "counts": "00"},
+        {"size": [12, -1], "counts": "00"},
+        {"size": [2, 2], "counts": [1, 2]},  # uncompressed, covers 3 of 4 pixels
+        {"size": [2, 2], "counts": [5, -1]},
+    ],
+)
+def test_inconsistent_rle_is_refused(bad):
+    """pycocotools trusts 'size' (garbage from decode, merge loops forever): refuse on input."""
+    dense = np.zeros((12, 16), bool)
+    dense[2:5, 3:9] = True
+    if bad["counts"] is None:
+        bad = {**bad, "counts": masks.encode(dense)["counts"]}
+    with pytest.raises(ValueError, match="RLE"):
+        masks.to_rle(bad)

@@ -109,7 +109,12 @@ def _parse_instance(raw: Any, index: int, path: Path) -> Instance:
             "must map label -> list of masks", file=path, record=index, field="segmentations"
         )
     size = raw.get("image_size")
-    height, width = (int(size[0]), int(size[1])) if size else (None, None)
+    try:
+        height, width = (int(size[0]), int(size[1])) if size else (None, None)
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise FormatError(
+            "must be [height, width]", file=path, record=index, field="image_size"
+        ) from None
     segmentations: dict[str, list[mask_io.Rle]] = {}
     for label, masks in segs_raw.items():
         if isinstance(masks, dict):  # a single mask where a list was expected
@@ -122,7 +127,7 @@ def _parse_instance(raw: Any, index: int, path: Path) -> Instance:
         for k, mask in enumerate(masks):
             try:
                 rles.append(mask_io.to_rle(mask, height, width))
-            except ValueError as err:
+            except (ValueError, TypeError, KeyError, IndexError) as err:
                 raise FormatError(
                     str(err), file=path, record=index, field=f"segmentations.{label}[{k}]"
                 ) from None

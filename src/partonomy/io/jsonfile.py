@@ -17,10 +17,13 @@ def load_json(path: str | Path, *, what: str = "JSON file") -> Any:
     if not path.is_file():
         raise FormatError(f"{what} not found", file=path, hint="check the path")
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text)
     except json.JSONDecodeError as err:
-        truncated = err.pos >= max(path.stat().st_size - 2, 0)
+        # A JSON list or object always ends with its closing bracket; a file cut short does not
+        # (the decoder may report the error far from the end, e.g. an unterminated string).
+        ending = text.rstrip()[-1:]
+        truncated = err.pos >= max(len(text) - 2, 0) or ending not in ("]", "}")
         reason = "the file is truncated" if truncated else "invalid JSON"
         raise FormatError(
             f"{reason} at line {err.lineno}, column {err.colno}: {err.msg}",

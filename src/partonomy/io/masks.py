@@ -114,17 +114,22 @@ def to_rle(obj: Any, height: int | None = None, width: int | None = None) -> Rle
             w = width if size is None else int(size[1])
             return to_rle(obj["segmentation"], h, w)
         if "counts" in obj and "size" in obj:
-            h, w = int(obj["size"][0]), int(obj["size"][1])
+            h, w = _check_size(obj["size"])
             counts = obj["counts"]
             if isinstance(counts, list):  # uncompressed RLE
+                if not all(_is_int(c) for c in counts):
+                    raise ValueError("uncompressed RLE counts must be integers")
+                _check_total(sum(counts), min(counts, default=0), h, w)
                 coco = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
                 return {"size": [h, w], "counts": coco["counts"].decode("ascii")}
             if isinstance(counts, bytes):
-                counts = counts.decode("ascii")
+                counts = counts.decode("ascii", errors="replace")
             if not isinstance(counts, str):
                 raise ValueError(
                     f"RLE counts must be a string or a list, got {type(counts).__name__}"
                 )
+            runs = compressed_runs(counts)
+            _check_total(int(runs.sum()), int(runs.min(initial=0)), h, w)
             return {"size": [h, w], "counts": counts}
         for key in ("polygon", "polygons"):
             if key in obj:
@@ -147,6 +152,64 @@ def to_rle(obj: Any, height: int | None = None, width: int | None = None) -> Rle
         polys = obj if obj and isinstance(obj[0], (list, tuple)) else [obj]
         return from_polygons(polys, height, width)
     raise ValueError(f"not a mask: {type(obj).__name__}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_size(size: Any) -> tuple[int, int]:
+    ok = isinstance(size, (list, tuple)) and len(size) == 2
+    ok = ok and all(_is_int(v) and v >= 0 for v in size)
+    if not ok:
+        raise ValueError(f"RLE size must be [height, width] (non-negative integers), got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def _check_total(total: int, smallest: int, height: int, width: int) -> None:
+    # pycocotools trusts 'size': runs that do not cover exactly h*w pixels make decode() return
+    # uninitialised memory and merge() loop forever, so such an RLE is refused on input.
+    if smallest < 0 or total != height * width:
+        raise ValueError(
+            f"RLE counts cover {total} pixels but size [{height}, {width}] has "
+            f"{height * width}; the mask is corrupt or its size is wrong"
+        )
+
+
+def compressed_runs(counts: str) -> np.ndarray:
+    """Run lengths of a COCO compressed-RLE string, as an int64 array (for validation only).
+
+    The string holds signed 5-bit-group varints, ASCII-offset by 48 (``0x20`` = more groups
+    follow, ``0x10`` of the last group = negative); from the 4th value on, each is a delta to the
+    value two before. Decoding to pixels stays with pycocotools.
+
+    Raises:
+        ValueError: a character outside the alphabet, or a truncated last value.
+    """
+    if not counts:
+        return np.zeros(0, np.int64)
+    codes = np.frombuffer(counts.encode("latin-1", errors="replace"), np.uint8).astype(np.int64)
+    codes -= 48
+    if codes.min() < 0 or codes.max() > 63:
+        raise ValueError("RLE counts string has characters outside the COCO alphabet")
+    last = (codes & 0x20) == 0  # the last group of each value
+    if not last[-1]:
+        raise ValueError("RLE counts string is truncated (its last value is unfinished)")
+    value_of = np.concatenate([[0], np.cumsum(last)[:-1]])  # value index of each group
+    starts = np.flatnonzero(np.concatenate([[True], last[:-1]]))
+    position = np.arange(len(codes)) - starts[value_of]  # group index within its value
+    if position.max() > 6:  # 35 bits: far beyond any image
+        raise ValueError("RLE counts string holds an out-of-range value")
+    values = np.bincount(value_of, weights=(codes & 0x1F) << (5 * position)).astype(np.int64)
+    ends = np.flatnonzero(last)
+    negative = (codes[ends] & 0x10) != 0
+    values[negative] -= np.int64(1) << (5 * (position[ends][negative] + 1))
+    runs = values.copy()
+    # runs[i] = values[i] + runs[i - 2] for i > 2: cumulative sums over odd (from 1) and even
+    # (from 2) positions
+    runs[1::2] = np.cumsum(values[1::2])
+    runs[2::2] = np.cumsum(values[2::2])
+    return runs
 
 
 def resize(rle: Rle, height: int, width: int) -> Rle:

@@ -83,7 +83,7 @@ def parse_prediction(raw: Any, lineno: int, path: Path) -> Prediction:
         for part, rle in masks_raw.items():
             try:
                 masks[str(part)] = mask_io.to_rle(rle)
-            except (ValueError, TypeError, KeyError) as err:
+            except (ValueError, TypeError, KeyError, IndexError) as err:
                 raise FormatError(str(err), file=path, record=rec, field=f"masks.{part}") from None
     known = ("question_id", "choice_scores", "object_choice_scores", "masks")
     return Prediction(

@@ -70,6 +70,9 @@ class QAPair:
         segmentations: part name -> RLE masks; the ground truth of a part is their union.
         extra: keys beyond the documented ones (e.g. ``answer_operations``), kept verbatim.
         explicit_id: whether ``question_id`` came from the record (it is then written back).
+        key_order: the record's keys in file order, so that :meth:`to_dict` writes a loaded record
+            back in the same order (e.g. ``answer_operations`` between ``answer_parts`` and
+            ``segmentations``, where the original generator puts it). Empty: canonical order.
     """
 
     question_id: str
@@ -87,6 +90,7 @@ class QAPair:
     object_answer_classes: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     explicit_id: bool = False
+    key_order: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def correct_index(self) -> int:
@@ -106,7 +110,12 @@ class QAPair:
         return self.object_answer_types.index(CORRECT)
 
     def to_dict(self) -> dict[str, Any]:
-        """The record in the original key order (``question_id`` only if it was given)."""
+        """The record as a JSON-safe dict (``question_id`` only if it was given).
+
+        Keys follow ``key_order`` (the order of the file it was loaded from); keys not in it come
+        after, in the canonical order of the module docstring, then ``extra`` (except a
+        ``question_id`` given after loading, which comes first).
+        """
         out: dict[str, Any] = {}
         if self.explicit_id:
             out["question_id"] = self.question_id
@@ -125,6 +134,10 @@ class QAPair:
             object_answer_classes=self.object_answer_classes,
         )
         out.update(self.extra)
+        if self.key_order:
+            rank = {key: i for i, key in enumerate(self.key_order)}
+            rank.setdefault("question_id", -1)  # an id given later still goes first
+            out = dict(sorted(out.items(), key=lambda kv: rank.get(kv[0], len(rank))))
         return out
 
 
@@ -220,7 +233,7 @@ def parse_qa_pair(raw: Any, index: int, path: Path) -> QAPair:
         for k, mask in enumerate(masks):
             try:
                 rles.append(mask_io.to_rle(mask))
-            except (ValueError, TypeError, KeyError) as err:
+            except (ValueError, TypeError, KeyError, IndexError) as err:
                 raise FormatError(
                     str(err), file=path, record=rec, field=f"segmentations.{part}[{k}]"
                 ) from None
@@ -261,6 +274,7 @@ def parse_qa_pair(raw: Any, index: int, path: Path) -> QAPair:
         segmentations=segmentations,
         extra=extra,
         explicit_id=explicit,
+        key_order=tuple(str(k) for k in raw),
         **object_values,
     )
 

@@ -1,0 +1,502 @@
+"""The resumable evaluation loop behind ``partonomy eval``.
+
+A run writes three files into its output directory::
+
+    config.json        model name and options, QA file and its sha256, package version (first)
+    predictions.jsonl  one fsynced line per question, appended as the run goes
+    results.json       the scorer's results, written atomically once every question is predicted
+
+Resume semantics: a run stopped at any point (even ``kill -9``) is continued by running the same
+command again. Finished questions are read back from ``predictions.jsonl`` (a torn last line is
+dropped) and never recomputed, so the final results equal an uninterrupted run's as long as the
+model is deterministic per question (the reference models are). A different model, different
+model options or a different QA file (by content) in the same directory is refused unless
+``overwrite``. ``batch_size``, ``limit``, ``matching``, ``missing``, ``strict`` and
+``image_root`` may change between runs: results are always re-scored from the predictions of the
+first ``limit`` questions.
+
+Model outputs are checked before they are written: a wrong number of scores, a NaN, or a mask of
+the wrong shape or dtype is a :class:`ModelOutputError` naming the model and the question. Masks
+keyed by names that are not parts of the correct answer are kept (matching by IoU may use them;
+paired matching ignores them, and the scorer warns about them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from partonomy import __version__
+from partonomy.errors import ConfigError, FormatError, PartonomyError
+from partonomy.eval.images import (
+    fit_masks_to_image,
+    image_size,
+    load_image,
+    record_label,
+    resolve_image_path,
+)
+from partonomy.eval.metrics.conventions import (
+    DEFAULT_MATCHING,
+    DEFAULT_MISSING,
+    MATCHINGS,
+    MISSING_POLICIES,
+)
+from partonomy.eval.protocol import EvalItem, GroundingModel, ModelAnswer
+from partonomy.io import masks as mask_io
+from partonomy.io.atomic import JsonlAppender, atomic_write_json, read_jsonl_tolerant
+from partonomy.io.predictions import Prediction, parse_prediction
+from partonomy.io.qa_pairs import N_CHOICES, OBJECT_QUESTION_TYPES, QAPair, load_qa_pairs
+
+CONFIG_FILE = "config.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+RESULTS_FILE = "results.json"
+IDENTITY_KEYS = ("model", "model_options", "qa_sha256")
+"""The config.json keys that must match for a rerun to resume in the same directory."""
+_PREDICTION_KEYS = ("question_id", "choice_scores", "object_choice_scores", "masks")
+
+
+class ModelOutputError(PartonomyError, ValueError):
+    """A model returned something the protocol does not allow (names the model and question)."""
+
+
+@dataclass
+class EvalConfig:
+    """One ``partonomy eval`` invocation.
+
+    Attributes:
+        model: registry name of the model (:data:`partonomy.registries.MODELS`).
+        qa_file: the QA-pair JSON.
+        out: output directory.
+        model_options: keyword options for the model builder.
+        batch_size: questions per ``predict`` call.
+        limit: evaluate only the first ``limit`` questions of the file (None: all).
+        matching, missing: the scorer's policies (see :mod:`partonomy.eval.metrics.conventions`).
+        strict: refuse a ground-truth mask whose size differs from its image (else resize it).
+        image_root: directory that relative image paths resolve against (None: the QA file's).
+        overwrite: discard an earlier run in ``out`` instead of resuming or refusing.
+        progress: show a tqdm progress bar over questions.
+    """
+
+    model: str
+    qa_file: str
+    out: str
+    model_options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 1
+    limit: int | None = None
+    matching: str = DEFAULT_MATCHING
+    missing: str = DEFAULT_MISSING
+    strict: bool = False
+    image_root: str | None = None
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 0:
+            raise ConfigError(f"limit must be >= 0, got {self.limit}")
+        # checked here, not by the scorer at the end, so a typo never costs a whole run
+        if self.matching not in MATCHINGS:
+            raise ConfigError(f"matching {self.matching!r} is not one of {', '.join(MATCHINGS)}")
+        if self.missing not in MISSING_POLICIES:
+            raise ConfigError(
+                f"missing policy {self.missing!r} is not one of {', '.join(MISSING_POLICIES)}"
+            )
+
+
+@dataclass
+class EvalOutcome:
+    """What a run did: ``n_resumed`` questions read back, ``n_computed`` predicted now."""
+
+    results: dict[str, Any]
+    out_dir: Path
+    n_questions: int
+    n_resumed: int
+    n_computed: int
+
+
+def parse_model_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["seed=3", "masks=random"]`` -> ``{"seed": 3, "masks": "random"}`` (values parsed as YAML).
+
+    Raises:
+        ConfigError: an item without ``=``, an empty key, or a key given twice.
+    """
+    import yaml
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"model option '{pair}' must look like key=value")
+        if key in options:
+            raise ConfigError(f"model option '{key}' is given twice")
+        try:
+            options[key] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(
+                f"model option '{pair}': the value is not valid YAML ({err})"
+            ) from None
+    return options
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _run_config(cfg: EvalConfig, qa_path: Path, sha: str) -> dict[str, Any]:
+    try:  # options as they read back from config.json, so a rerun compares like with like
+        options = json.loads(json.dumps(cfg.model_options, allow_nan=False, default=str))
+    except ValueError as err:
+        raise ConfigError(f"model options must be JSON-safe ({err})") from None
+    return {
+        "model": cfg.model,
+        "model_options": options,
+        "qa_file": str(qa_path.resolve()),
+        "qa_sha256": sha,
+        "version": __version__,
+        "batch_size": cfg.batch_size,
+        "limit": cfg.limit,
+        "matching": cfg.matching,
+        "missing": cfg.missing,
+        "strict": cfg.strict,
+        "image_root": str(Path(cfg.image_root).resolve()) if cfg.image_root else None,
+    }
+
+
+def _prepare_out_dir(out: Path, run_config: dict[str, Any], overwrite: bool) -> None:
+    """Refuse a mismatched earlier run (unless ``overwrite``), then write config.json."""
+    config_path, predictions_path = out / CONFIG_FILE, out / PREDICTIONS_FILE
+    if overwrite:
+        for name in (PREDICTIONS_FILE, RESULTS_FILE, CONFIG_FILE):
+            (out / name).unlink(missing_ok=True)
+    elif config_path.exists():
+        try:
+            old = json.loads(config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise FormatError(
+                f"unreadable run config ({err})", file=config_path, hint="use --overwrite"
+            ) from None
+        for key in IDENTITY_KEYS:
+            if not isinstance(old, dict) or old.get(key) != run_config[key]:
+                was = old.get(key) if isinstance(old, dict) else None
+                raise ConfigError(
+                    f"{out} holds a run with a different {key} ({was!r}, now "
+                    f"{run_config[key]!r}); config mismatch: pass --overwrite to discard it, "
+                    "or choose another --out"
+                )
+    elif predictions_path.exists():
+        raise ConfigError(
+            f"{predictions_path} exists but {config_path} does not, so the run it belongs to is "
+            "unknown; pass --overwrite to discard it, or choose another --out"
+        )
+    atomic_write_json(config_path, run_config)
+
+
+def _load_done(path: Path, known: set[str]) -> dict[str, Prediction]:
+    """Predictions already written by an earlier (possibly killed) run, by question id."""
+    done: dict[str, Prediction] = {}
+    lines = read_jsonl_tolerant(path)
+    lineno = 0
+    while True:
+        lineno += 1
+        try:
+            raw = next(lines)
+        except StopIteration:
+            break
+        except json.JSONDecodeError as err:
+            raise FormatError(
+                f"invalid JSON ({err.msg}) in the middle of the file",
+                file=path,
+                record=f"line {lineno}",
+                hint="the file was edited by hand; fix the line or use --overwrite",
+            ) from None
+        pred = parse_prediction(raw, lineno, path)
+        if pred.question_id not in known:
+            raise FormatError(
+                f"prediction for unknown question {pred.question_id!r}",
+                file=path,
+                record=f"line {lineno}",
+                field="question_id",
+                hint="the QA file has no such question; use --overwrite to start afresh",
+            )
+        done[pred.question_id] = pred
+    return done
+
+
+def _check_scores(value: Any, what: str, model: str, qid: str) -> list[float] | None:
+    if value is None:
+        return None
+    if hasattr(value, "tolist"):  # numpy arrays and torch tensors
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        raise ModelOutputError(
+            f"model '{model}' returned {what} of type {type(value).__name__} for question_id "
+            f"{qid!r}; expected a list of {N_CHOICES} numbers"
+        )
+    values = list(value)
+    if len(values) != N_CHOICES:
+        raise ModelOutputError(
+            f"model '{model}' returned {len(values)} {what} for question_id {qid!r}; expected "
+            f"{N_CHOICES} (one per answer choice)"
+        )
+    out = []
+    for k, v in enumerate(values):
+        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+        if not ok or not math.isfinite(float(v)):
+            raise ModelOutputError(
+                f"model '{model}' returned {what}[{k}] = {v!r} for question_id {qid!r}; scores "
+                "must be finite numbers (lower = better)"
+            )
+        out.append(float(v))
+    return out
+
+
+def _check_masks(value: Any, item: EvalItem, model: str) -> dict[str, mask_io.Rle] | None:
+    if value is None:
+        return None
+    qid = item.question_id
+    if not isinstance(value, dict):
+        raise ModelOutputError(
+            f"model '{model}' returned masks of type {type(value).__name__} for question_id "
+            f"{qid!r}; expected a dict part name -> (H, W) bool array"
+        )
+    out: dict[str, mask_io.Rle] = {}
+    for part, mask in value.items():
+        if not isinstance(part, str):
+            raise ModelOutputError(
+                f"model '{model}' keyed a mask of question_id {qid!r} by {part!r}; keys must be "
+                "part names (str)"
+            )
+        arr = np.asarray(mask)
+        if arr.shape != item.size:
+            raise ModelOutputError(
+                f"model '{model}' returned a mask of shape {tuple(arr.shape)} for part {part!r} "
+                f"of question_id {qid!r}; expected the image's (H, W) = {item.size}"
+            )
+        if arr.dtype != bool and not np.issubdtype(arr.dtype, np.integer):
+            raise ModelOutputError(
+                f"model '{model}' returned a {arr.dtype} mask for part {part!r} of question_id "
+                f"{qid!r}; masks must be bool (threshold logits first)"
+            )
+        out[str(part)] = mask_io.encode(arr)
+    return out
+
+
+def answer_to_prediction(model: str, item: EvalItem, answer: Any) -> Prediction:
+    """Check one model answer against the protocol and turn it into a prediction record.
+
+    Raises:
+        ModelOutputError: naming ``model``, the question id and what is wrong.
+    """
+    qid = item.question_id
+    if not isinstance(answer, ModelAnswer):
+        raise ModelOutputError(
+            f"model '{model}' returned a {type(answer).__name__} for question_id {qid!r}; "
+            "expected a ModelAnswer"
+        )
+    object_scores = _check_scores(answer.object_choice_scores, "object choice scores", model, qid)
+    if object_scores is not None and item.qa.question_type not in OBJECT_QUESTION_TYPES:
+        raise ModelOutputError(
+            f"model '{model}' returned object choice scores for question_id {qid!r}, a "
+            f"{item.qa.question_type} question, which has no object question"
+        )
+    extra = dict(answer.extra)
+    clash = sorted(set(extra) & set(_PREDICTION_KEYS))
+    if clash:
+        raise ModelOutputError(f"model '{model}' extra key {clash[0]!r} clashes with a field")
+    try:
+        json.dumps(extra, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ModelOutputError(
+            f"model '{model}' returned extras that are not JSON for question_id {qid!r}: {err}"
+        ) from None
+    return Prediction(
+        question_id=qid,
+        choice_scores=_check_scores(answer.choice_scores, "choice scores", model, qid),
+        object_choice_scores=object_scores,
+        masks=_check_masks(answer.masks, item, model),
+        extra=extra,
+    )
+
+
+@dataclass
+class _Pending:
+    qa: QAPair
+    image: Path
+    record: str
+
+
+def _prepare_records(cfg: EvalConfig, qa_path: Path, records: list[QAPair]) -> list[_Pending]:
+    """Check every selected record's image up front (header only) and fit its masks to it."""
+    root = Path(cfg.image_root) if cfg.image_root else None
+    out = []
+    for index, qa in enumerate(records):
+        label = record_label(index, qa)
+        image = resolve_image_path(qa.image_path, qa_path.parent, root)
+        size = image_size(image, file=qa_path, record=label)
+        fitted = fit_masks_to_image(qa, size, file=qa_path, record=label, strict=cfg.strict)
+        out.append(_Pending(fitted, image, label))
+    return out
+
+
+class _ImageCache:
+    """Decodes each image once per run of consecutive questions about it (the usual file order:
+    one image, several question types) and hands every question its own copy."""
+
+    def __init__(self) -> None:
+        self._path: Path | None = None
+        self._image: np.ndarray | None = None
+
+    def get(self, pending: _Pending, qa_path: Path) -> np.ndarray:
+        if pending.image != self._path or self._image is None:
+            self._image = load_image(pending.image, file=qa_path, record=pending.record)
+            self._path = pending.image
+        return self._image.copy()  # a model may modify its input in place
+
+
+def _batches(items: list[_Pending], size: int) -> Iterator[list[_Pending]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def build_model(name: str, options: dict[str, Any]) -> GroundingModel:
+    """Look ``name`` up in the model registry (did-you-mean on typos) and build it."""
+    from partonomy.registries import MODELS
+
+    builder = MODELS.get(name)
+    try:
+        return builder(**options)  # type: ignore[no-any-return]
+    except TypeError as err:
+        raise ConfigError(f"model '{name}': invalid options {sorted(options)}: {err}") from None
+
+
+def score_run(
+    records: list[QAPair],
+    predictions: dict[str, Prediction],
+    *,
+    matching: str,
+    missing: str,
+    qa_file: Path,
+    predictions_file: Path,
+) -> dict[str, Any]:
+    """Score a run's predictions with :func:`partonomy.eval.scoring.score`.
+
+    ``records`` are the run's records with their masks fitted to the images, so predicted masks
+    (at image resolution) and ground truth always have one size.
+    """
+    from partonomy.eval.scoring import score
+
+    return score(
+        records,
+        predictions,
+        matching=matching,
+        missing=missing,
+        qa_file=qa_file,
+        predictions_file=predictions_file,
+    )
+
+
+def run_eval(cfg: EvalConfig, *, model: GroundingModel | None = None) -> EvalOutcome:
+    """Evaluate a model on a QA file, resuming an earlier run in ``cfg.out`` if there is one.
+
+    Args:
+        cfg: the run (see :class:`EvalConfig`).
+        model: an already-built model to use instead of building ``cfg.model`` from the
+            registry (``cfg.model`` still names it in config.json and in errors).
+
+    Returns:
+        The results (also in ``out/results.json``) and how many questions were resumed/computed.
+
+    Raises:
+        FormatError: a malformed QA file, a missing or corrupt image, a mask size mismatch
+            under ``strict``, or a corrupt predictions file.
+        ConfigError: ``out`` holds a different run (without ``overwrite``); bad model options.
+        ModelOutputError: the model broke the protocol (nothing of that batch is written).
+    """
+    qa_path = Path(cfg.qa_file)
+    out = Path(cfg.out)
+    records = load_qa_pairs(qa_path)
+    selection = records if cfg.limit is None else records[: cfg.limit]
+    if model is None:
+        from partonomy.registries import MODELS
+
+        MODELS.get(cfg.model)  # fail on a typo before any file is touched
+    prepared = _prepare_records(cfg, qa_path, selection)
+    out.mkdir(parents=True, exist_ok=True)
+    _prepare_out_dir(out, _run_config(cfg, qa_path, file_sha256(qa_path)), cfg.overwrite)
+
+    predictions_path = out / PREDICTIONS_FILE
+    done = _load_done(predictions_path, {qa.question_id for qa in records})
+    pending = [p for p in prepared if p.qa.question_id not in done]
+    n_resumed = len(prepared) - len(pending)
+    if pending:
+        # results.json only ever describes a finished run
+        (out / RESULTS_FILE).unlink(missing_ok=True)
+        if model is None:
+            model = build_model(cfg.model, cfg.model_options)
+        _predict_all(cfg, model, pending, n_resumed, len(prepared), predictions_path, done)
+
+    selected = {p.qa.question_id for p in prepared}
+    results = score_run(
+        [p.qa for p in prepared],
+        {qid: pred for qid, pred in done.items() if qid in selected},
+        matching=cfg.matching,
+        missing=cfg.missing,
+        qa_file=qa_path,
+        predictions_file=predictions_path,
+    )
+    atomic_write_json(out / RESULTS_FILE, results)
+    return EvalOutcome(results, out, len(prepared), n_resumed, len(pending))
+
+
+def _predict_all(
+    cfg: EvalConfig,
+    model: GroundingModel,
+    pending: list[_Pending],
+    n_resumed: int,
+    n_total: int,
+    predictions_path: Path,
+    done: dict[str, Prediction],
+) -> None:
+    """Predict every pending question in batches, appending one line per question."""
+    from tqdm import tqdm
+
+    qa_path = Path(cfg.qa_file)
+    images = _ImageCache()
+    with (
+        JsonlAppender(predictions_path) as appender,
+        tqdm(
+            total=n_total,
+            initial=n_resumed,
+            desc=f"eval {cfg.model}",
+            unit="q",
+            disable=not cfg.progress,
+        ) as bar,
+    ):
+        for batch in _batches(pending, cfg.batch_size):
+            items = [EvalItem(p.qa, images.get(p, qa_path)) for p in batch]
+            answers = model.predict(items)
+            if not isinstance(answers, list) or len(answers) != len(items):
+                n = len(answers) if isinstance(answers, list) else type(answers).__name__
+                raise ModelOutputError(
+                    f"model '{cfg.model}' returned {n} answers for a batch of {len(items)} "
+                    f"questions (first question_id {items[0].question_id!r}); expected one each"
+                )
+            preds = [answer_to_prediction(cfg.model, it, a) for it, a in zip(items, answers)]
+            for pred in preds:
+                appender.write(pred.to_dict())
+                done[pred.question_id] = pred
+            bar.update(len(preds))

@@ -1,0 +1,48 @@
+"""Part Intersection ("positive"): "... have in common with a {C}?".
+
+Ground truth: the image's parts that concept ``C`` also has. ``C`` is drawn uniformly from the
+objects sharing at least one part with the image; the image's own label is one of them, so a
+self-intersection (the answer is then every part the graph knows for the label) is allowed, as
+in the original. Distractors may not add a ground-truth part (or a synonym of one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from partonomy.qa import templates
+from partonomy.qa.base import QuestionDraft, related, subject
+from partonomy.qa.concepts import ConceptIndex, ImageContext
+
+
+@dataclass(frozen=True)
+class Intersection:
+    """``positive`` (``with_label=False``) and ``positive_with_label``."""
+
+    name: str
+    with_label: bool
+    asks_object: bool = False
+
+    def draft(
+        self, image: ImageContext, concepts: ConceptIndex, rng: np.random.Generator
+    ) -> QuestionDraft | None:
+        candidates = np.flatnonzero(concepts.overlap(image.key_rows) > 0)
+        if len(candidates) == 0:
+            return None
+        concept = concepts.objects[int(candidates[rng.integers(len(candidates))])]
+        correct = image.parts_where(concepts.object_keys[concept], inside=True)
+        who = subject(image, self.with_label)
+        return QuestionDraft(
+            question=templates.intersection_question(who, concept),
+            answer_prefix=templates.intersection_prefix(who, concept),
+            correct_parts=correct,
+            related_parts=related(image.object_parts, concepts.object_parts[concept]),
+            no_add_keys=frozenset(image.keys[p] for p in correct),
+            concepts=(concept,),
+        )
+
+
+POSITIVE = Intersection("positive", with_label=False)
+POSITIVE_WITH_LABEL = Intersection("positive_with_label", with_label=True)
