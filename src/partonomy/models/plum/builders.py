@@ -1,0 +1,192 @@
+"""Assembling PLUM from its parts, and the named configs (presets).
+
+``build_plum(cfg)`` builds the tokenizer, LLaVA and SAM (tiny random or loaded from local
+checkpoints), then PLUM's own modules sized from them, and returns the model with its processor.
+``tiny_config()`` builds offline in a few seconds and is what tests and the quickstart use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields, is_dataclass, replace
+from typing import Any
+
+import torch
+
+from partonomy.config import from_dict, to_dict
+from partonomy.errors import ConfigError
+from partonomy.models.backbones.llava import (
+    LlavaConfig,
+    build_llava,
+    image_seq_length,
+    load_tokenizer,
+)
+from partonomy.models.backbones.sam import SamConfig, build_sam, sam_geometry
+from partonomy.models.plum.config import PlumConfig
+from partonomy.models.plum.feedback import MaskFeedbackPooler
+from partonomy.models.plum.modeling import PlumModel
+from partonomy.models.plum.processing import PlumProcessor
+from partonomy.models.plum.span_extractor import SpanExtractor
+from partonomy.models.plum.span_query import SpanQuery
+
+
+def build_processor(cfg: PlumConfig, llava: Any | None = None) -> PlumProcessor:
+    """The processor for ``cfg`` (sizes from a built ``llava`` when given, else from ``cfg.llava``).
+
+    Building only the processor needs the tokenizer, not the weights, when ``cfg.llava`` is tiny.
+    """
+    tokenizer = load_tokenizer(cfg.llava)
+    if llava is not None:
+        seq = image_seq_length(llava)
+        clip_size = int(llava.config.vision_config.image_size)
+    elif cfg.llava.pretrained is None:
+        seq = (cfg.llava.image_size // cfg.llava.patch_size) ** 2
+        clip_size = cfg.llava.image_size
+    else:
+        raise ConfigError(
+            "build_processor: pass the built llava model when llava.pretrained is set"
+        )
+    return PlumProcessor(
+        tokenizer,
+        image_seq_length=seq,
+        clip_image_size=clip_size,
+        sam_image_size=cfg.sam.image_size if cfg.sam.pretrained is None else 0,
+        use_im_start_end=cfg.llava.layout == "llava_v1",
+        max_length=cfg.max_length,
+    )
+
+
+def build_plum(cfg: PlumConfig) -> tuple[PlumModel, PlumProcessor]:
+    """Build PLUM and its processor.
+
+    Returns:
+        ``(model, processor)``; the model is on CPU in ``cfg.llava.dtype`` for LLaVA and PLUM's own
+        modules and ``cfg.sam.dtype`` for SAM, in train mode, with every parameter trainable (the
+        training recipe decides what to freeze).
+
+    Raises:
+        ConfigError: a checkpoint path is missing, or sizes are inconsistent.
+    """
+    with torch.random.fork_rng(devices=[]):
+        if cfg.seed is not None:
+            torch.manual_seed(cfg.seed)
+        tokenizer = load_tokenizer(cfg.llava)
+        llava = build_llava(cfg.llava, tokenizer)
+        sam = build_sam(cfg.sam)
+        geo = sam_geometry(sam)
+        d = int(llava.config.text_config.hidden_size)  # type: ignore[union-attr]
+        if d % cfg.bidir_heads:
+            raise ConfigError(f"bidir_heads ({cfg.bidir_heads}) must divide the LLM width ({d})")
+        if geo.prompt_dim % cfg.feedback_heads:
+            raise ConfigError(
+                f"feedback_heads ({cfg.feedback_heads}) must divide SAM's prompt width ({geo.prompt_dim})"
+            )
+        extractor = SpanExtractor(
+            d,
+            heads=cfg.bidir_heads,
+            ff=cfg.bidir_ff,
+            dropout=cfg.bidir_dropout,
+            order=cfg.span_extractor_order,
+        )
+        query = SpanQuery(d, geo.prompt_dim)
+        pooler = (
+            MaskFeedbackPooler(
+                geo.prompt_dim, geo.mask_channels, geo.embed_size, cfg.feedback_heads
+            )
+            if cfg.use_feedback
+            else None
+        )
+    dtype = llava.dtype
+    for module in (extractor, query, pooler):
+        if module is not None:
+            module.to(dtype)
+    model = PlumModel(
+        llava=llava,
+        sam=sam,
+        span_extractor=extractor,
+        span_query=query,
+        feedback_pooler=pooler,
+        config=cfg,
+    )
+    processor = PlumProcessor(
+        tokenizer,
+        image_seq_length=image_seq_length(llava),
+        clip_image_size=int(llava.config.vision_config.image_size),  # type: ignore[union-attr]
+        sam_image_size=geo.input_size,
+        use_im_start_end=cfg.llava.layout == "llava_v1",
+        max_length=cfg.max_length,
+    )
+    return model, processor
+
+
+def _merge(base: Any, overrides: dict[str, Any], where: str) -> Any:
+    """``base`` with ``overrides`` applied; nested dataclasses take dicts; unknown keys are errors."""
+    known = {f.name for f in fields(base)}
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError(
+                f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(known))}"
+            )
+        current = getattr(base, key)
+        if is_dataclass(current) and isinstance(value, dict):
+            value = _merge(current, value, f"{where}.{key}")
+        changes[key] = value
+    merged = replace(base, **changes)
+    # Round-trip through the typed loader so types and __post_init__ checks apply.
+    return from_dict(type(merged), to_dict(merged), source=where)
+
+
+def tiny_config(**overrides: Any) -> PlumConfig:
+    """A tiny random PLUM that builds offline in seconds (tests, quickstart, CI).
+
+    LLaVA: LLaMA 64-d / 2 layers with the real 32k SentencePiece vocabulary, CLIP 64-d / 2 layers at
+    64 px, patch 8 (64 image tokens). SAM: ViT 64-d / 2 layers at 128 px, patch 8 (16x16 grid),
+    ``D_sam`` = 32. Span extractor: 4 heads, feed-forward 128, no dropout (deterministic tests).
+
+    Args:
+        overrides: top-level :class:`PlumConfig` fields; ``llava=`` / ``sam=`` take dicts of their
+            fields, e.g. ``tiny_config(use_feedback=False, sam={"image_size": 64})``.
+    """
+    base = PlumConfig(
+        llava=LlavaConfig(),
+        sam=SamConfig(),
+        bidir_heads=4,
+        bidir_ff=128,
+        bidir_dropout=0.0,
+        feedback_heads=4,
+        max_length=512,
+    )
+    return _merge(base, overrides, "tiny_config")
+
+
+def plum_13b_config() -> PlumConfig:
+    """PLUM-13B: LLaVA-LLaMA-2-13B-chat lightning preview (v1 layout) + SAM ViT-H (original .pth).
+
+    The paths are placeholders for local copies; override ``llava.pretrained`` / ``sam.pretrained``.
+    """
+    return PlumConfig(
+        llava=LlavaConfig(
+            pretrained="checkpoints/llava-llama-2-13b-chat-lightning-preview",
+            layout="llava_v1",
+            dtype="bfloat16",
+        ),
+        sam=SamConfig(
+            pretrained="checkpoints/sam_vit_h_4b8939.pth", layout="original", dtype="bfloat16"
+        ),
+    )
+
+
+def plum_7b_config() -> PlumConfig:
+    """PLUM-7B: LLaVA-LLaMA-2-7B-chat lightning (v1 layout, LoRA merged) + SAM ViT-H."""
+    cfg = plum_13b_config()
+    cfg.llava.pretrained = "checkpoints/llava-llama-2-7b-chat-lightning-preview"
+    return cfg
+
+
+PRESETS: dict[str, Callable[[], PlumConfig]] = {
+    "tiny": tiny_config,
+    "plum_7b": plum_7b_config,
+    "plum_13b": plum_13b_config,
+}
+"""Named configs: ``tiny`` builds offline; the real ones need local weights at their paths."""
