@@ -10,12 +10,7 @@ from pathlib import Path
 
 import click
 
-from partonomy.eval.metrics.conventions import (
-    DEFAULT_MATCHING,
-    DEFAULT_MISSING,
-    MATCHINGS,
-    MISSING_POLICIES,
-)
+from partonomy.cli.score import scoring_options
 
 
 @click.command(name="eval")
@@ -45,20 +40,7 @@ from partonomy.eval.metrics.conventions import (
     metavar="KEY=VALUE",
     help="Option for the model builder (value parsed as YAML); repeatable.",
 )
-@click.option(
-    "--matching",
-    type=click.Choice(MATCHINGS),
-    default=DEFAULT_MATCHING,
-    show_default=True,
-    help="How predicted masks are paired with ground-truth parts.",
-)
-@click.option(
-    "--missing",
-    type=click.Choice(MISSING_POLICIES),
-    default=DEFAULT_MISSING,
-    show_default=True,
-    help="strict: a missing mask is empty and an unanswered question wrong; lenient: skip them.",
-)
+@scoring_options
 @click.option(
     "--strict",
     is_flag=True,

@@ -6,7 +6,9 @@ Calls :func:`partonomy.eval.scoring.score_files`, then prints the paper's Tables
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -16,6 +18,27 @@ from partonomy.eval.metrics.conventions import (
     MATCHINGS,
     MISSING_POLICIES,
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def scoring_options(func: F) -> F:
+    """The ``--matching`` and ``--missing`` options (shared with ``partonomy eval``)."""
+    func = click.option(
+        "--missing",
+        type=click.Choice(MISSING_POLICIES),
+        default=DEFAULT_MISSING,
+        show_default=True,
+        help="strict: a missing mask is empty and an unanswered question wrong; lenient: skip them.",
+    )(func)
+    func = click.option(
+        "--matching",
+        type=click.Choice(MATCHINGS),
+        default=DEFAULT_MATCHING,
+        show_default=True,
+        help="How predicted masks are paired with ground-truth parts.",
+    )(func)
+    return func
 
 
 @click.command(name="score")
@@ -30,20 +53,7 @@ from partonomy.eval.metrics.conventions import (
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write results.json (atomically).",
 )
-@click.option(
-    "--matching",
-    type=click.Choice(MATCHINGS),
-    default=DEFAULT_MATCHING,
-    show_default=True,
-    help="How predicted masks are paired with ground-truth parts.",
-)
-@click.option(
-    "--missing",
-    type=click.Choice(MISSING_POLICIES),
-    default=DEFAULT_MISSING,
-    show_default=True,
-    help="strict: a missing mask is empty and an unanswered question wrong; lenient: skip them.",
-)
+@scoring_options
 @click.option(
     "--resize-mismatched",
     is_flag=True,

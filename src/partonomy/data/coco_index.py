@@ -139,34 +139,20 @@ def compressed_runs(counts: str | bytes) -> list[int] | None:
     """The run lengths of a COCO compressed-RLE counts string, or None if it is corrupt.
 
     pycocotools decodes without bounds checks (runs that overshoot ``h * w`` write past its
-    buffer), so counts are checked here before any decode. Format (COCO ``rleToString``): each run
-    is a little-endian sequence of 5-bit groups in characters ``chr(48 + g)``, bit 0x20 of a
-    character meaning "more groups follow" and bit 0x10 of the last one the sign; from the third
-    run on the value is a delta to the run two places before.
+    buffer), so counts are checked here before any decode. The string is read by
+    :func:`partonomy.io.masks.compressed_runs` (the format is described there); a character
+    outside the COCO alphabet, a value cut off or out of range, or a negative run is corrupt.
     """
     text = counts.decode("ascii", "replace") if isinstance(counts, bytes) else counts
-    runs: list[int] = []
-    p, n = 0, len(text)
-    while p < n:
-        value, shift, more = 0, 0, True
-        while more:
-            if p >= n:
-                return None  # a run cut off mid-way
-            c = ord(text[p]) - 48
-            if not 0 <= c < 64:
-                return None
-            value |= (c & 0x1F) << shift
-            more = bool(c & 0x20)
-            p += 1
-            shift += 5
-            if not more and c & 0x10:
-                value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        if value < 0:
-            return None
-        runs.append(value)
-    return runs
+    if not text.isascii():
+        return None
+    try:
+        runs = mask_io.compressed_runs(text)
+    except ValueError:  # a character outside the alphabet, a value cut off or out of range
+        return None
+    if runs.size and runs.min() < 0:
+        return None
+    return runs.tolist()
 
 
 class CocoIndex:

@@ -15,17 +15,14 @@ model options or a different QA file (by content) in the same directory is refus
 ``image_root`` may change between runs: results are always re-scored from the predictions of the
 first ``limit`` questions.
 
-Model outputs are checked before they are written: a wrong number of scores, a NaN, or a mask of
-the wrong shape or dtype is a :class:`ModelOutputError` naming the model and the question. Masks
-keyed by names that are not parts of the correct answer are kept (matching by IoU may use them;
-paired matching ignores them, and the scorer warns about them).
+Model outputs are checked before they are written (:mod:`partonomy.eval.answers`): a wrong number
+of scores, a NaN, or a mask of the wrong shape or dtype is a :class:`ModelOutputError` naming the
+model and the question.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from partonomy import __version__
-from partonomy.errors import ConfigError, FormatError, PartonomyError
+from partonomy.errors import ConfigError
+from partonomy.eval.answers import ModelOutputError, answer_to_prediction
 from partonomy.eval.images import (
     fit_masks_to_image,
     image_size,
@@ -48,22 +46,35 @@ from partonomy.eval.metrics.conventions import (
     MATCHINGS,
     MISSING_POLICIES,
 )
-from partonomy.eval.protocol import EvalItem, GroundingModel, ModelAnswer
-from partonomy.io import masks as mask_io
-from partonomy.io.atomic import JsonlAppender, atomic_write_json, read_jsonl_tolerant
-from partonomy.io.predictions import Prediction, parse_prediction
-from partonomy.io.qa_pairs import N_CHOICES, OBJECT_QUESTION_TYPES, QAPair, load_qa_pairs
+from partonomy.eval.protocol import EvalItem, GroundingModel
+from partonomy.eval.run_dir import (
+    CONFIG_FILE,
+    IDENTITY_KEYS,
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    file_sha256,
+    load_done,
+    prepare_out_dir,
+)
+from partonomy.io.atomic import JsonlAppender, atomic_write_json
+from partonomy.io.predictions import Prediction
+from partonomy.io.qa_pairs import QAPair, load_qa_pairs
 
-CONFIG_FILE = "config.json"
-PREDICTIONS_FILE = "predictions.jsonl"
-RESULTS_FILE = "results.json"
-IDENTITY_KEYS = ("model", "model_options", "qa_sha256")
-"""The config.json keys that must match for a rerun to resume in the same directory."""
-_PREDICTION_KEYS = ("question_id", "choice_scores", "object_choice_scores", "masks")
-
-
-class ModelOutputError(PartonomyError, ValueError):
-    """A model returned something the protocol does not allow (names the model and question)."""
+__all__ = [  # the answer checks and the run-directory names live in their own modules
+    "CONFIG_FILE",
+    "IDENTITY_KEYS",
+    "PREDICTIONS_FILE",
+    "RESULTS_FILE",
+    "EvalConfig",
+    "EvalOutcome",
+    "ModelOutputError",
+    "answer_to_prediction",
+    "build_model",
+    "file_sha256",
+    "parse_model_options",
+    "run_eval",
+    "score_run",
+]
 
 
 @dataclass
@@ -147,15 +158,6 @@ def parse_model_options(pairs: Sequence[str]) -> dict[str, Any]:
     return options
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _run_config(cfg: EvalConfig, qa_path: Path, sha: str) -> dict[str, Any]:
     try:  # options as they read back from config.json, so a rerun compares like with like
         options = json.loads(json.dumps(cfg.model_options, allow_nan=False, default=str))
@@ -176,162 +178,6 @@ def _run_config(cfg: EvalConfig, qa_path: Path, sha: str) -> dict[str, Any]:
     }
 
 
-def _prepare_out_dir(out: Path, run_config: dict[str, Any], overwrite: bool) -> None:
-    """Refuse a mismatched earlier run (unless ``overwrite``), then write config.json."""
-    config_path, predictions_path = out / CONFIG_FILE, out / PREDICTIONS_FILE
-    if overwrite:
-        for name in (PREDICTIONS_FILE, RESULTS_FILE, CONFIG_FILE):
-            (out / name).unlink(missing_ok=True)
-    elif config_path.exists():
-        try:
-            old = json.loads(config_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise FormatError(
-                f"unreadable run config ({err})", file=config_path, hint="use --overwrite"
-            ) from None
-        for key in IDENTITY_KEYS:
-            if not isinstance(old, dict) or old.get(key) != run_config[key]:
-                was = old.get(key) if isinstance(old, dict) else None
-                raise ConfigError(
-                    f"{out} holds a run with a different {key} ({was!r}, now "
-                    f"{run_config[key]!r}); config mismatch: pass --overwrite to discard it, "
-                    "or choose another --out"
-                )
-    elif predictions_path.exists():
-        raise ConfigError(
-            f"{predictions_path} exists but {config_path} does not, so the run it belongs to is "
-            "unknown; pass --overwrite to discard it, or choose another --out"
-        )
-    atomic_write_json(config_path, run_config)
-
-
-def _load_done(path: Path, known: set[str]) -> dict[str, Prediction]:
-    """Predictions already written by an earlier (possibly killed) run, by question id."""
-    done: dict[str, Prediction] = {}
-    lines = read_jsonl_tolerant(path)
-    lineno = 0
-    while True:
-        lineno += 1
-        try:
-            raw = next(lines)
-        except StopIteration:
-            break
-        except json.JSONDecodeError as err:
-            raise FormatError(
-                f"invalid JSON ({err.msg}) in the middle of the file",
-                file=path,
-                record=f"line {lineno}",
-                hint="the file was edited by hand; fix the line or use --overwrite",
-            ) from None
-        pred = parse_prediction(raw, lineno, path)
-        if pred.question_id not in known:
-            raise FormatError(
-                f"prediction for unknown question {pred.question_id!r}",
-                file=path,
-                record=f"line {lineno}",
-                field="question_id",
-                hint="the QA file has no such question; use --overwrite to start afresh",
-            )
-        done[pred.question_id] = pred
-    return done
-
-
-def _check_scores(value: Any, what: str, model: str, qid: str) -> list[float] | None:
-    if value is None:
-        return None
-    if hasattr(value, "tolist"):  # numpy arrays and torch tensors
-        value = value.tolist()
-    if not isinstance(value, (list, tuple)):
-        raise ModelOutputError(
-            f"model '{model}' returned {what} of type {type(value).__name__} for question_id "
-            f"{qid!r}; expected a list of {N_CHOICES} numbers"
-        )
-    values = list(value)
-    if len(values) != N_CHOICES:
-        raise ModelOutputError(
-            f"model '{model}' returned {len(values)} {what} for question_id {qid!r}; expected "
-            f"{N_CHOICES} (one per answer choice)"
-        )
-    out = []
-    for k, v in enumerate(values):
-        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-        if not ok or not math.isfinite(float(v)):
-            raise ModelOutputError(
-                f"model '{model}' returned {what}[{k}] = {v!r} for question_id {qid!r}; scores "
-                "must be finite numbers (lower = better)"
-            )
-        out.append(float(v))
-    return out
-
-
-def _check_masks(value: Any, item: EvalItem, model: str) -> dict[str, mask_io.Rle] | None:
-    if value is None:
-        return None
-    qid = item.question_id
-    if not isinstance(value, dict):
-        raise ModelOutputError(
-            f"model '{model}' returned masks of type {type(value).__name__} for question_id "
-            f"{qid!r}; expected a dict part name -> (H, W) bool array"
-        )
-    out: dict[str, mask_io.Rle] = {}
-    for part, mask in value.items():
-        if not isinstance(part, str):
-            raise ModelOutputError(
-                f"model '{model}' keyed a mask of question_id {qid!r} by {part!r}; keys must be "
-                "part names (str)"
-            )
-        arr = np.asarray(mask)
-        if arr.shape != item.size:
-            raise ModelOutputError(
-                f"model '{model}' returned a mask of shape {tuple(arr.shape)} for part {part!r} "
-                f"of question_id {qid!r}; expected the image's (H, W) = {item.size}"
-            )
-        if arr.dtype != bool and not np.issubdtype(arr.dtype, np.integer):
-            raise ModelOutputError(
-                f"model '{model}' returned a {arr.dtype} mask for part {part!r} of question_id "
-                f"{qid!r}; masks must be bool (threshold logits first)"
-            )
-        out[str(part)] = mask_io.encode(arr)
-    return out
-
-
-def answer_to_prediction(model: str, item: EvalItem, answer: Any) -> Prediction:
-    """Check one model answer against the protocol and turn it into a prediction record.
-
-    Raises:
-        ModelOutputError: naming ``model``, the question id and what is wrong.
-    """
-    qid = item.question_id
-    if not isinstance(answer, ModelAnswer):
-        raise ModelOutputError(
-            f"model '{model}' returned a {type(answer).__name__} for question_id {qid!r}; "
-            "expected a ModelAnswer"
-        )
-    object_scores = _check_scores(answer.object_choice_scores, "object choice scores", model, qid)
-    if object_scores is not None and item.qa.question_type not in OBJECT_QUESTION_TYPES:
-        raise ModelOutputError(
-            f"model '{model}' returned object choice scores for question_id {qid!r}, a "
-            f"{item.qa.question_type} question, which has no object question"
-        )
-    extra = dict(answer.extra)
-    clash = sorted(set(extra) & set(_PREDICTION_KEYS))
-    if clash:
-        raise ModelOutputError(f"model '{model}' extra key {clash[0]!r} clashes with a field")
-    try:
-        json.dumps(extra, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ModelOutputError(
-            f"model '{model}' returned extras that are not JSON for question_id {qid!r}: {err}"
-        ) from None
-    return Prediction(
-        question_id=qid,
-        choice_scores=_check_scores(answer.choice_scores, "choice scores", model, qid),
-        object_choice_scores=object_scores,
-        masks=_check_masks(answer.masks, item, model),
-        extra=extra,
-    )
-
-
 @dataclass
 class _Pending:
     qa: QAPair
@@ -343,10 +189,13 @@ def _prepare_records(cfg: EvalConfig, qa_path: Path, records: list[QAPair]) -> l
     """Check every selected record's image up front (header only) and fit its masks to it."""
     root = Path(cfg.image_root) if cfg.image_root else None
     out = []
+    sizes: dict[Path, tuple[int, int]] = {}  # one header read per image, not per question
     for index, qa in enumerate(records):
         label = record_label(index, qa)
         image = resolve_image_path(qa.image_path, qa_path.parent, root)
-        size = image_size(image, file=qa_path, record=label)
+        size = sizes.get(image)
+        if size is None:
+            size = sizes[image] = image_size(image, file=qa_path, record=label)
         fitted = fit_masks_to_image(qa, size, file=qa_path, record=label, strict=cfg.strict)
         out.append(_Pending(fitted, image, label))
     return out
@@ -436,10 +285,10 @@ def run_eval(cfg: EvalConfig, *, model: GroundingModel | None = None) -> EvalOut
         MODELS.get(cfg.model)  # fail on a typo before any file is touched
     prepared = _prepare_records(cfg, qa_path, selection)
     out.mkdir(parents=True, exist_ok=True)
-    _prepare_out_dir(out, _run_config(cfg, qa_path, file_sha256(qa_path)), cfg.overwrite)
+    prepare_out_dir(out, _run_config(cfg, qa_path, file_sha256(qa_path)), cfg.overwrite)
 
     predictions_path = out / PREDICTIONS_FILE
-    done = _load_done(predictions_path, {qa.question_id for qa in records})
+    done = load_done(predictions_path, {qa.question_id for qa in records})
     pending = [p for p in prepared if p.qa.question_id not in done]
     n_resumed = len(prepared) - len(pending)
     if pending:

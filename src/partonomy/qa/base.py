@@ -8,6 +8,7 @@ in :data:`partonomy.registries.QUESTION_TYPES`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,3 +69,37 @@ def subject(image: ImageContext, with_label: bool) -> str:
 def related(*groups: tuple[str, ...]) -> tuple[str, ...]:
     """Sorted union of part-name groups."""
     return tuple(sorted({p for group in groups for p in group}))
+
+
+def one_concept_draft(
+    image: ImageContext,
+    concepts: ConceptIndex,
+    rng: np.random.Generator,
+    candidates: np.ndarray,
+    *,
+    inside: bool,
+    with_label: bool,
+    question: Callable[[str, str], str],
+    prefix: Callable[[str, str], str],
+) -> QuestionDraft | None:
+    """The draft of a question comparing the image with one concept ``C`` (intersection and
+    exclusion types).
+
+    ``C`` is drawn uniformly from ``candidates`` (columns of ``concepts.objects``); the answer is
+    the image's parts ``C`` has (``inside``) or does not have; distractors may not add them back.
+    ``question`` / ``prefix`` are the type's templates, called with ``(subject, C)``.
+    Returns None when there is no candidate.
+    """
+    if len(candidates) == 0:
+        return None
+    concept = concepts.objects[int(candidates[rng.integers(len(candidates))])]
+    correct = image.parts_where(concepts.object_keys[concept], inside=inside)
+    who = subject(image, with_label)
+    return QuestionDraft(
+        question=question(who, concept),
+        answer_prefix=prefix(who, concept),
+        correct_parts=correct,
+        related_parts=related(image.object_parts, concepts.object_parts[concept]),
+        no_add_keys=frozenset(image.keys[p] for p in correct),
+        concepts=(concept,),
+    )

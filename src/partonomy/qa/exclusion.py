@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from partonomy.qa import templates
-from partonomy.qa.base import QuestionDraft, related, subject
+from partonomy.qa.base import QuestionDraft, one_concept_draft
 from partonomy.qa.concepts import ConceptIndex, ImageContext
 
 
@@ -32,18 +32,15 @@ class Exclusion:
         shared = concepts.overlap(image.key_rows)
         # shared > 0: C has something in common; shared < n_keys: something is left over
         candidates = np.flatnonzero((shared > 0) & (shared < image.n_keys))
-        if len(candidates) == 0:
-            return None
-        concept = concepts.objects[int(candidates[rng.integers(len(candidates))])]
-        correct = image.parts_where(concepts.object_keys[concept], inside=False)
-        who = subject(image, self.with_label)
-        return QuestionDraft(
-            question=templates.exclusion_question(who, concept),
-            answer_prefix=templates.exclusion_prefix(who, concept),
-            correct_parts=correct,
-            related_parts=related(image.object_parts, concepts.object_parts[concept]),
-            no_add_keys=frozenset(image.keys[p] for p in correct),
-            concepts=(concept,),
+        return one_concept_draft(
+            image,
+            concepts,
+            rng,
+            candidates,
+            inside=False,
+            with_label=self.with_label,
+            question=templates.exclusion_question,
+            prefix=templates.exclusion_prefix,
         )
 
 

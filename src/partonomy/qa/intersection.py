@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from partonomy.qa import templates
-from partonomy.qa.base import QuestionDraft, related, subject
+from partonomy.qa.base import QuestionDraft, one_concept_draft
 from partonomy.qa.concepts import ConceptIndex, ImageContext
 
 
@@ -29,18 +29,15 @@ class Intersection:
         self, image: ImageContext, concepts: ConceptIndex, rng: np.random.Generator
     ) -> QuestionDraft | None:
         candidates = np.flatnonzero(concepts.overlap(image.key_rows) > 0)
-        if len(candidates) == 0:
-            return None
-        concept = concepts.objects[int(candidates[rng.integers(len(candidates))])]
-        correct = image.parts_where(concepts.object_keys[concept], inside=True)
-        who = subject(image, self.with_label)
-        return QuestionDraft(
-            question=templates.intersection_question(who, concept),
-            answer_prefix=templates.intersection_prefix(who, concept),
-            correct_parts=correct,
-            related_parts=related(image.object_parts, concepts.object_parts[concept]),
-            no_add_keys=frozenset(image.keys[p] for p in correct),
-            concepts=(concept,),
+        return one_concept_draft(
+            image,
+            concepts,
+            rng,
+            candidates,
+            inside=True,
+            with_label=self.with_label,
+            question=templates.intersection_question,
+            prefix=templates.intersection_prefix,
         )
 
 

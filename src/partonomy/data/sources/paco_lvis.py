@@ -12,57 +12,19 @@ in part names (:func:`~partonomy.data.sources.part_coco.parse_obj_part`).
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from partonomy.data.coco_index import CocoIndex, Problems
-from partonomy.data.sources.base import CheckResult, SourceInfo, Stage1Options
-from partonomy.data.sources.part_coco import (
-    BuildResult,
-    PartSemSegReader,
-    build_part_descriptor,
-    check_coco_source,
-    parse_obj_part,
-)
+from partonomy.data.sources.base import SourceInfo
+from partonomy.data.sources.part_coco import parse_obj_part
+from partonomy.data.sources.part_coco_dataset import CocoPartDataset
 
 ANNOTATIONS = "vlpart/paco/annotations/paco_lvis_v1_{split}.json"
 IMAGES = "coco"
 
-
-def build(
-    annotations: Path,
-    images: Path,
-    out: Path,
-    *,
-    object_names: dict[str, str] | None = None,
-    skip_bad: bool = False,
-    progress: bool = True,
-) -> BuildResult:
-    """``partonomy build-descriptor --source paco_lvis``: see :func:`build_part_descriptor`."""
-    index = CocoIndex.load(annotations, problems=Problems(skip_bad=skip_bad))
-    return build_part_descriptor(
-        index,
-        parse_obj_part,
-        dataset_name="paco_lvis",
-        images_dir=Path(images),
-        out=Path(out),
-        object_names=object_names,
-        progress=progress,
-    )
-
-
-def open_reader(root: Path, options: Stage1Options) -> PartSemSegReader:
-    path = root / ANNOTATIONS.format(split=options.split)
-    index = CocoIndex.load(path, problems=Problems(skip_bad=False))
-    return PartSemSegReader(
-        "paco_lvis", index, parse_obj_part, root / IMAGES, options.num_classes_per_sample
-    )
-
-
-def check(root: Path, deep: bool) -> CheckResult:
-    return check_coco_source(
-        "paco_lvis", root, ANNOTATIONS.format(split="train"), f"{IMAGES}/train2017", deep=deep
-    )
-
+DATASET = CocoPartDataset(
+    "paco_lvis", parse_obj_part, ANNOTATIONS, IMAGES, check_images=f"{IMAGES}/train2017"
+)
+build = DATASET.build
+open_reader = DATASET.open_reader
+check = DATASET.check
 
 SOURCE = SourceInfo(
     name="paco_lvis",

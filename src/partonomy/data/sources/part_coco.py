@@ -171,11 +171,12 @@ def build_part_descriptor(
             else:
                 parts.setdefault(pc.obj, []).append((ann["id"], pc.part, rle))
         size = [int(img["height"]), int(img["width"])]
+        relative_image = relative_path(image_path, out_dir)  # once per image: resolve() is I/O
         k = 0
         for obj in sorted(parts):
             obj_rle: mask_io.Rle | None = None
             chosen_parts = parts[obj]
-            shown_path = relative_path(image_path, out_dir)
+            shown_path = relative_image
             source_ids = [p[0] for p in chosen_parts]
             if obj in object_classes:
                 candidates = match_parts(

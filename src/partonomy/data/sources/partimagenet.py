@@ -13,17 +13,11 @@ instance. PartImageNet is not a stage-1 source (the original's stage 1 has no lo
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from partonomy.data.coco_index import CocoIndex, Problems
-from partonomy.data.sources.base import CheckResult, SourceInfo
-from partonomy.data.sources.part_coco import (
-    BuildResult,
-    PartCategory,
-    build_part_descriptor,
-    check_coco_source,
-)
+from partonomy.data.sources.base import SourceInfo
+from partonomy.data.sources.part_coco import PartCategory
+from partonomy.data.sources.part_coco_dataset import CocoPartDataset
 
 ANNOTATIONS = "PartImageNet/annotations/{split}/{split}.json"
 IMAGES = "PartImageNet/images/{split}"
@@ -41,37 +35,9 @@ def parse_category(category: dict[str, Any]) -> PartCategory:
     return PartCategory((sup or name).lower(), part or name.lower())
 
 
-def build(
-    annotations: Path,
-    images: Path,
-    out: Path,
-    *,
-    object_names: dict[str, str] | None = None,
-    skip_bad: bool = False,
-    progress: bool = True,
-) -> BuildResult:
-    """``partonomy build-descriptor --source partimagenet``."""
-    index = CocoIndex.load(annotations, problems=Problems(skip_bad=skip_bad))
-    return build_part_descriptor(
-        index,
-        parse_category,
-        dataset_name="partimagenet",
-        images_dir=Path(images),
-        out=Path(out),
-        object_names=object_names,
-        progress=progress,
-    )
-
-
-def check(root: Path, deep: bool) -> CheckResult:
-    return check_coco_source(
-        "partimagenet",
-        root,
-        ANNOTATIONS.format(split="train"),
-        IMAGES.format(split="train"),
-        deep=deep,
-    )
-
+DATASET = CocoPartDataset("partimagenet", parse_category, ANNOTATIONS, IMAGES)
+build = DATASET.build
+check = DATASET.check
 
 SOURCE = SourceInfo(
     name="partimagenet",
