@@ -9,7 +9,7 @@
   label is not -100 (text of the last answer), in conversations that hold at least one B or I (VQA
   conversations are skipped). Reduction: torch's weighted mean, ``sum_t w[y_t] * ce_t / sum_t w[y_t]``
   over all counted tokens of the batch; 0 when no conversation counts.
-* ``L_seg``: Dice (LISA form, ``scale`` 1000, smoothing 1) or Focal-Tversky (alpha 0.7 on FN, beta
+* ``L_seg``: Dice (LISA form, ``scale`` 1000, eps 1e-6) or Focal-Tversky (alpha 0.7 on FN, beta
   0.3 on FP, gamma 0.75), per mask on sigmoid probabilities at the original image size, pixels equal
   to :data:`IGNORE_INDEX` (255) excluded; mean over every span of the batch.
 * ``L_bce``: per-pixel BCE with logits, mean over the mask's non-ignored pixels; mean over spans.
@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 BIO_CLASS_WEIGHTS = (0.1, 1.0, 1.0)
 """Cross-entropy class weights of (O, B, I)."""
 DICE_SCALE = 1000.0
-DICE_SMOOTH = 1.0
+DICE_SMOOTH = 1e-6
+"""LISA's ``eps``. (A smoothing of 1 next to ``scale`` 1000 would swamp every mask under ~1000 px
+and leave small parts with almost no gradient.)"""
 TVERSKY_ALPHA, TVERSKY_BETA, TVERSKY_GAMMA = 0.7, 0.3, 0.75
 TVERSKY_EPS = 1e-6
 
