@@ -1,0 +1,156 @@
+"""The typed config of ``partonomy train`` (every YAML in configs/ is an instance of it).
+
+Sections: ``model`` (:class:`~partonomy.models.plum.config.PlumConfig`), ``trainable``
+(:class:`~partonomy.models.plum.trainable.TrainableSpec`), ``loss``, ``optim``
+(:class:`~partonomy.training.schedule.OptimConfig`), ``data``
+(:class:`~partonomy.training.data.DataConfig`), ``distributed``
+(:class:`~partonomy.training.distributed.DistributedConfig`), ``checkpoint``, ``log``, plus the
+run-level keys below. Unknown keys are errors; ``key.sub=value`` overrides are YAML-typed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from partonomy.config import load_config, to_dict
+from partonomy.errors import ConfigError
+from partonomy.models.plum.config import PlumConfig
+from partonomy.models.plum.trainable import TrainableSpec
+from partonomy.training.data import DataConfig
+from partonomy.training.distributed import DistributedConfig, Precision
+from partonomy.training.schedule import OptimConfig
+
+
+@dataclass
+class LossConfig:
+    """Loss weights and variants (reference §4.1; the launched runs' values are the defaults).
+
+    Attributes:
+        lm, bio, seg, bce, kl: weights of the LM cross-entropy, the BIO tagging CE, the mask
+            Dice / Focal-Tversky loss, the per-pixel BCE and the teacher KL (0 = off, as in every
+            launched run; > 0 uses the LM with its LoRA adapters switched off as the frozen
+            teacher, so it needs ``trainable.language_model: lora``).
+        seg_loss: ``dice`` (stage 1) or ``focal_tversky`` (stage 2).
+        lm_tokens: which tokens the LM loss covers: ``answer`` (assistant answers, the original)
+            or ``conversation`` (every text token: system prompt, questions and answers).
+    """
+
+    lm: float = 1.0
+    bio: float = 2.0
+    seg: float = 8.0
+    bce: float = 2.0
+    kl: float = 0.0
+    seg_loss: Literal["dice", "focal_tversky"] = "dice"
+    lm_tokens: Literal["answer", "conversation"] = "answer"
+
+    def __post_init__(self) -> None:
+        for name in ("lm", "bio", "seg", "bce", "kl"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"loss.{name} must be >= 0")
+
+
+@dataclass
+class CheckpointConfig:
+    """When and what to save.
+
+    Attributes:
+        every: save a resumable checkpoint every this many optimiser steps (0 = only at the end).
+        keep_last: keep only the newest ``keep_last`` step checkpoints (0 = keep all).
+        save_base: also save the frozen weights: ``auto`` = when a backbone is randomly
+            initialised (so the checkpoint is self-contained), ``always`` or ``never``.
+    """
+
+    every: int = 500
+    keep_last: int = 2
+    save_base: Literal["auto", "always", "never"] = "auto"
+
+
+@dataclass
+class LogConfig:
+    """Logging: per-step losses go to ``<run_dir>/train_log.jsonl``.
+
+    Attributes:
+        every: write a JSONL record every this many optimiser steps.
+        progress: show a tqdm progress bar with the loss terms (rank 0 only).
+    """
+
+    every: int = 1
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """One training run of PLUM.
+
+    Attributes:
+        run_dir: output directory (log, checkpoints, final model).
+        seed: seed of data order and of the torch RNG (dropout); model init has ``model.seed``.
+        max_steps: optimiser steps to run in total (the schedule decays to 0 at this step).
+        grad_accum: micro-batches per optimiser step (per process).
+        precision: ``auto`` (bf16 autocast on a bf16-capable GPU, else fp32), ``bf16`` or ``fp32``.
+        gradient_checkpointing: recompute the LM's activations in backward (saves memory).
+        resume: ``null`` (fresh run; refuses a run_dir that already holds checkpoints),
+            ``auto`` (continue from the newest checkpoint in run_dir if any) or a checkpoint dir.
+        init_from: a checkpoint (or run) directory whose weights start this run, e.g. stage 2
+            from stage 1. Only weights are taken (not the optimiser, schedule or step); saved
+            tensors this model lacks are skipped with a warning. Ignored when resuming.
+        span_source: spans that select SAM prompts in training: the ground-truth BIO spans
+            (``target``, as the original) or the tagger's predictions.
+        cpu: run on CPU even if a GPU is present.
+        num_threads: intra-op CPU threads of torch in this process (None: torch's default).
+            Tiny models are dominated by per-operation overhead, and with more threads than
+            free cores OpenMP barriers can slow each step tenfold, so the tiny config uses 1.
+        stop_after: end this invocation once this many optimiser steps are done in total, with
+            a resumable checkpoint (e.g. to fit a job time limit); the schedule still runs to
+            ``max_steps`` when resumed. None = run to ``max_steps``.
+    """
+
+    run_dir: str = "runs/plum"
+    seed: int = 0
+    max_steps: int = 100
+    grad_accum: int = 1
+    precision: Precision = "auto"
+    gradient_checkpointing: bool = False
+    resume: str | None = None
+    init_from: str | None = None
+    span_source: Literal["target", "predicted"] = "target"
+    cpu: bool = False
+    num_threads: int | None = None
+    stop_after: int | None = None
+    model: PlumConfig = field(default_factory=PlumConfig)
+    trainable: TrainableSpec = field(default_factory=TrainableSpec)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_steps <= 0:
+            raise ConfigError(f"max_steps must be positive, got {self.max_steps}")
+        if self.grad_accum <= 0:
+            raise ConfigError(f"grad_accum must be positive, got {self.grad_accum}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError(f"num_threads must be >= 1, got {self.num_threads}")
+        if self.checkpoint.every < 0 or self.log.every <= 0:
+            raise ConfigError("checkpoint.every must be >= 0 and log.every > 0")
+
+
+def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a training YAML and apply ``key.sub=value`` overrides.
+
+    Raises:
+        ConfigError: unknown key, wrong type or invalid value (the message names the key).
+        FormatError: the file is not valid YAML (names the line).
+    """
+    return load_config(TrainConfig, path, overrides)
+
+
+def dump_train_config(cfg: TrainConfig) -> str:
+    """The config as YAML text (what a checkpoint stores; loads back to an equal config)."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,184 @@
+"""Multi-device training through accelerate: DDP, FSDP or DeepSpeed ZeRO-2, chosen in the config.
+
+Launch one process per device with ``torchrun`` (``python -m torch.distributed.run``) or
+``accelerate launch``; the recipe builds its :class:`accelerate.Accelerator` here from the
+``distributed`` section. A single process needs no launcher (the same code runs undistributed).
+
+* ``ddp``: ``find_unused_parameters`` defaults to True because LLaVA reads the second-to-last CLIP
+  layer (``vision_feature_layer=-2``), so the last layer's parameters never get a gradient, and a
+  batch without spans leaves the SAM decoder unused.
+* ``fsdp``: ``use_orig_params=True`` so frozen and trainable parameters can share a flat unit;
+  decoder layers of the LM and the CLIP encoder are the wrapping units.
+* ``deepspeed_zero2``: needs the optional extra ``pip install partonomy[deepspeed]``; imported lazily.
+  Gradient clipping and accumulation are handed to DeepSpeed's config.
+
+Precision: bf16 autocast on CUDA devices that support it; fp32 elsewhere (CPU).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+import torch
+
+from partonomy.errors import ConfigError
+
+Engine = Literal["ddp", "fsdp", "deepspeed_zero2"]
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+@dataclass
+class DistributedConfig:
+    """Multi-device settings (ignored by a single process, except for the engine check).
+
+    Attributes:
+        engine: ``ddp``, ``fsdp`` or ``deepspeed_zero2``.
+        find_unused_parameters: DDP flag (see module docstring).
+        fsdp_sharding: FSDP sharding strategy.
+        fsdp_wrap: module class names that become FSDP units.
+        deepspeed_offload_optimizer: ZeRO-2 optimiser-state offload to CPU memory.
+        timeout_minutes: collective-operation timeout.
+    """
+
+    engine: Engine = "ddp"
+    find_unused_parameters: bool = True
+    fsdp_sharding: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD"] = "FULL_SHARD"
+    fsdp_wrap: tuple[str, ...] = ("LlamaDecoderLayer", "CLIPEncoderLayer")
+    deepspeed_offload_optimizer: bool = False
+    timeout_minutes: int = 30
+
+
+def resolve_precision(precision: Precision) -> Literal["bf16", "no"]:
+    """``auto`` -> ``bf16`` on a bf16-capable CUDA device, else ``no`` (fp32).
+
+    Raises:
+        ConfigError: ``bf16`` is asked for on a machine without a bf16-capable CUDA device.
+    """
+    has_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if precision == "bf16":
+        if not has_bf16:
+            raise ConfigError(
+                "precision: bf16 needs a CUDA device with bf16 support; use 'auto' or 'fp32'"
+            )
+        return "bf16"
+    if precision == "auto":
+        return "bf16" if has_bf16 else "no"
+    return "no"
+
+
+def deepspeed_available() -> bool:
+    """Whether the optional ``deepspeed`` package is installed."""
+    return importlib.util.find_spec("deepspeed") is not None
+
+
+def require_deepspeed() -> None:
+    """Raise a :class:`ConfigError` that says how to install DeepSpeed if it is missing."""
+    if not deepspeed_available():
+        raise ConfigError(
+            "distributed.engine is 'deepspeed_zero2' but DeepSpeed is not installed: "
+            "pip install 'partonomy[deepspeed]' (or choose engine: ddp or fsdp)"
+        )
+
+
+def _deepspeed_config(
+    cfg: DistributedConfig, *, grad_accum: int, micro_batch: int, clip: float, bf16: bool
+) -> dict[str, Any]:
+    zero: dict[str, Any] = {
+        "stage": 2,
+        "contiguous_gradients": True,
+        "overlap_comm": True,
+        "reduce_scatter": True,
+        "reduce_bucket_size": 5e8,
+        "allgather_bucket_size": 5e8,
+    }
+    if cfg.deepspeed_offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    return {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": grad_accum,
+        "gradient_clipping": clip if clip > 0 else 0.0,
+        "zero_optimization": zero,
+        "bf16": {"enabled": bf16},
+        "fp16": {"enabled": False},
+        # The optimiser and the schedule are ours (torch AdamW, stepped once per update).
+        "zero_allow_untested_optimizer": True,
+    }
+
+
+def make_accelerator(
+    cfg: DistributedConfig,
+    *,
+    precision: Precision,
+    grad_accum: int,
+    micro_batch: int,
+    max_grad_norm: float,
+    cpu: bool = False,
+) -> Any:
+    """Build the :class:`accelerate.Accelerator` for this run.
+
+    Args:
+        cfg: the ``distributed`` section.
+        precision: the run's precision setting (see :func:`resolve_precision`).
+        grad_accum: micro-batches per optimiser step.
+        micro_batch: samples per process per micro-batch (DeepSpeed wants it).
+        max_grad_norm: clipping threshold (DeepSpeed applies it itself).
+        cpu: force CPU even when CUDA is present.
+
+    Raises:
+        ConfigError: DeepSpeed was asked for but is not installed.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
+
+    mixed = "no" if cpu else resolve_precision(precision)
+    kwargs: dict[str, Any] = {
+        "gradient_accumulation_steps": grad_accum,
+        "mixed_precision": mixed,
+        "cpu": cpu,
+        "kwargs_handlers": [
+            DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters),
+            InitProcessGroupKwargs(timeout=timedelta(minutes=cfg.timeout_minutes)),
+        ],
+    }
+    if cfg.engine == "deepspeed_zero2":
+        require_deepspeed()
+        from accelerate.utils import DeepSpeedPlugin
+
+        kwargs["deepspeed_plugin"] = DeepSpeedPlugin(
+            hf_ds_config=_deepspeed_config(
+                cfg,
+                grad_accum=grad_accum,
+                micro_batch=micro_batch,
+                clip=max_grad_norm,
+                bf16=mixed == "bf16",
+            )
+        )
+    elif cfg.engine == "fsdp" and torch.cuda.is_available() and not cpu:
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(
+            sharding_strategy=cfg.fsdp_sharding,
+            auto_wrap_policy="transformer_based_wrap",
+            transformer_cls_names_to_wrap=list(cfg.fsdp_wrap),
+            use_orig_params=True,
+            state_dict_type="FULL_STATE_DICT",
+            sync_module_states=True,
+        )
+    return Accelerator(**kwargs)
+
+
+def engine_in_use(accelerator: Any) -> str:
+    """``"deepspeed"``, ``"fsdp"``, ``"ddp"`` or ``"single"``: what actually wraps the model."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    if kind == DistributedType.DEEPSPEED:
+        return "deepspeed"
+    if kind == DistributedType.FSDP:
+        return "fsdp"
+    if accelerator.num_processes > 1:
+        return "ddp"
+    return "single"

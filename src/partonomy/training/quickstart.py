@@ -1,0 +1,283 @@
+"""``partonomy quickstart``: the whole pipeline on Partonomy-Synth, on CPU, in minutes.
+
+1. a Partonomy-Synth world (``easy`` preset) -> descriptor + concept graph;
+2. explanatory QA pairs (:func:`partonomy.qa.generate.generate_qa`), split by image into
+   train / val (:func:`partonomy.qa.split.split_records`);
+3. a tiny PLUM trained on the train split with ``configs/tiny_synth.yaml``
+   (:func:`partonomy.training.recipe.run_training`);
+4. the trained PLUM evaluated on the held-out val questions beside the ``random``,
+   ``whole_object`` and ``oracle`` reference models (:func:`partonomy.eval.harness.run_eval`);
+5. the paper's Table 2 / 3 layouts printed (one row per model) and one combined
+   ``results.json`` written, with the learning floors checked.
+
+Output directory::
+
+    <out>/world/            images, descriptor.json, graph.yaml, qa_train.json, qa_val.json
+    <out>/train/            the training run (train_log.jsonl, checkpoints/final)
+    <out>/eval/<model>/     each model's eval run (predictions.jsonl, results.json)
+    <out>/results.json      {"models": {name: results}, "floors": {...}, "train": {...}, ...}
+    <out>/tables.md         the printed tables
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from partonomy.errors import ConfigError
+from partonomy.io.atomic import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "tiny_synth.yaml"
+BASELINES = ("random", "whole_object", "oracle")
+
+
+@dataclass
+class QuickstartConfig:
+    """The quickstart's data and evaluation knobs (the model and training are in the YAML).
+
+    Attributes:
+        n_images: Synth images (train + val).
+        size: image side in pixels.
+        synth_preset: Synth world preset (``easy``: four categories, large objects).
+        seed: seed of the world, the questions and the split.
+        types: question types generated (and trained, unless the training config filters).
+        val_fraction: share of images held out for evaluation.
+        eval_batch_size: questions per model call in evaluation.
+        eval_limit: evaluate only the first N val questions (None: all).
+        train_overrides: extra ``key=value`` overrides of the training config.
+        floors: the learning floors checked on the val split (see :func:`check_floors`).
+    """
+
+    n_images: int = 600
+    size: int = 64
+    synth_preset: str = "easy"
+    seed: int = 0
+    types: list[str] = field(
+        default_factory=lambda: ["identification_with_label", "positive_with_label"]
+    )
+    val_fraction: float = 0.2
+    eval_batch_size: int = 8
+    eval_limit: int | None = None
+    train_overrides: list[str] = field(default_factory=list)
+    floors: bool = True
+
+
+@dataclass
+class QuickstartResult:
+    """What the quickstart produced: the combined results, the tables and the floor checks."""
+
+    out_dir: Path
+    results: dict[str, Any]
+    tables: str
+    floors: dict[str, Any]
+    seconds: float
+
+
+def find_config(explicit: str | Path | None = None) -> Path:
+    """The tiny training config: ``explicit``, else ``configs/tiny_synth.yaml`` in the current
+    directory, else in the source checkout this package was installed from (editable install).
+
+    Raises:
+        ConfigError: no such file.
+    """
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"--config {path}: no such file")
+        return path
+    here = Path(__file__).resolve()
+    for candidate in (
+        Path.cwd() / "configs" / CONFIG_NAME,
+        here.parents[3] / "configs" / CONFIG_NAME,
+    ):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"cannot find configs/{CONFIG_NAME}: run from the repository root, or pass --config PATH"
+    )
+
+
+def check_floors(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The quickstart's learning floors on the val split.
+
+    * PLUM's overall ``macro_giou`` >= 0.5 and >= 2x the ``whole_object`` baseline's;
+    * PLUM's identification accuracy >= 0.4 (random is 0.2): the ``identification_with_label``
+      column (or ``identification`` when only that was asked).
+
+    Returns:
+        ``{"passed": bool, "checks": [{"name", "value", "threshold", "passed"}, ...]}``.
+    """
+    plum = models["plum"]
+    whole = models.get("whole_object", {}).get("overall", {}).get("macro_giou") or 0.0
+    macro = plum["overall"].get("macro_giou") or 0.0
+    ident = None
+    for key in ("identification_with_label", "identification"):
+        if key in plum["by_type"]:
+            ident = plum["by_type"][key].get("accuracy")
+            break
+    checks = [
+        {"name": "plum macro_giou >= 0.5", "value": macro, "threshold": 0.5,
+         "passed": macro >= 0.5},
+        {"name": "plum macro_giou >= 2 x whole_object", "value": macro,
+         "threshold": 2 * whole, "passed": macro >= 2 * whole},
+        {"name": "plum identification accuracy >= 0.4", "value": ident, "threshold": 0.4,
+         "passed": ident is not None and ident >= 0.4},
+    ]  # fmt: skip
+    return {"passed": all(c["passed"] for c in checks), "checks": checks}
+
+
+def combined_tables(models: dict[str, dict[str, Any]]) -> str:
+    """Tables 2 and 3 (the paper's layouts) with one row per model."""
+    from partonomy.eval.report import render_table2, render_table3
+
+    out = []
+    for render in (render_table2, render_table3):
+        blocks = [render(res, method=name).splitlines() for name, res in models.items()]
+        head = blocks[0][:4]  # title, blank, header, separator
+        out.append("\n".join(head + [b[4] for b in blocks]))
+    return "\n\n".join(out) + "\n"
+
+
+def run_quickstart(
+    out_dir: str | Path,
+    cfg: QuickstartConfig | None = None,
+    *,
+    config_path: str | Path | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> QuickstartResult:
+    """Run the quickstart end to end (module docstring) and return its results.
+
+    Args:
+        out_dir: output directory (created). An existing run there is continued: the world and
+            QA files are reused, training resumes, evaluations resume.
+        cfg: data and evaluation knobs (default :class:`QuickstartConfig`).
+        config_path: the training config (default: see :func:`find_config`).
+        progress: show progress bars.
+        echo: where the stage headers and tables are printed.
+    """
+    from partonomy.eval.harness import EvalConfig, run_eval
+    from partonomy.io.descriptor import load_descriptor
+    from partonomy.io.graph import load_graph
+    from partonomy.io.qa_pairs import load_qa_pairs, save_qa_pairs
+    from partonomy.training.config import load_train_config
+    from partonomy.training.recipe import run_training
+
+    cfg = cfg or QuickstartConfig()
+    out = Path(out_dir)
+    start = time.perf_counter()
+    world = out / "world"
+    train_qa, val_qa = world / "qa_train.json", world / "qa_val.json"
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    if not (train_qa.exists() and val_qa.exists()):
+        from partonomy.data.synth import generate_world, preset
+        from partonomy.qa.generate import generate_qa
+        from partonomy.qa.split import split_records
+
+        echo(f"[1/4] Partonomy-Synth world: {cfg.n_images} images at {cfg.size} px -> {world}")
+        descriptor_path, graph_path = generate_world(
+            world,
+            n_images=cfg.n_images,
+            seed=cfg.seed,
+            size=cfg.size,
+            config=preset(cfg.synth_preset),
+            progress=progress,
+        )
+        echo(f"[2/4] QA pairs: {', '.join(cfg.types)}")
+        generated = generate_qa(
+            load_descriptor(descriptor_path),
+            load_graph(graph_path),
+            seed=cfg.seed,
+            types=cfg.types,
+            embedder=None,
+            progress=progress,
+            source=descriptor_path,
+        )
+        train, val = split_records(generated.records, val_fraction=cfg.val_fraction, seed=cfg.seed)
+        save_qa_pairs(train, train_qa)
+        save_qa_pairs(val, val_qa)
+    n_train, n_val = len(load_qa_pairs(train_qa)), len(load_qa_pairs(val_qa))
+    echo(f"      {n_train} train / {n_val} val questions")
+    timings["data"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    train_cfg = load_train_config(
+        find_config(config_path),
+        [
+            f"run_dir={out / 'train'}",
+            f"data.qa.files=[{train_qa}]",
+            "resume=auto",
+            f"log.progress={str(progress).lower()}",
+            *cfg.train_overrides,
+        ],
+    )
+    echo(f"[3/4] training a tiny PLUM for {train_cfg.max_steps} steps on CPU")
+    trained = run_training(train_cfg)
+    timings["train"] = time.perf_counter() - t
+    train_log = trained.records
+    first = train_log[0]["total"] if train_log else None
+    last = train_log[-1]["total"] if train_log else None
+
+    t = time.perf_counter()
+    echo(f"[4/4] evaluating on {n_val} held-out questions: plum, {', '.join(BASELINES)}")
+    models: dict[str, dict[str, Any]] = {}
+    options: dict[str, dict[str, Any]] = {
+        "plum": {
+            "checkpoint": str(trained.final_checkpoint),
+            "device": "cpu",
+            "batch_size": cfg.eval_batch_size,
+        },
+        "random": {},
+        "whole_object": {},
+        "oracle": {},
+    }
+    for name in ("plum", *BASELINES):
+        outcome = run_eval(
+            EvalConfig(
+                model=name,
+                qa_file=str(val_qa),
+                out=str(out / "eval" / name),
+                model_options=options[name],
+                batch_size=cfg.eval_batch_size,
+                limit=cfg.eval_limit,
+                progress=progress,
+                overwrite=True,
+            )
+        )
+        models[name] = outcome.results
+    timings["eval"] = time.perf_counter() - t
+
+    tables = combined_tables(models)
+    floors = check_floors(models) if cfg.floors else {"passed": None, "checks": []}
+    seconds = time.perf_counter() - start
+    results = {
+        "models": models,
+        "floors": floors,
+        "train": {
+            "steps": trained.steps,
+            "first_loss": first,
+            "last_loss": last,
+            "checkpoint": str(trained.final_checkpoint),
+        },
+        "data": {"n_images": cfg.n_images, "size": cfg.size, "n_train": n_train, "n_val": n_val,
+                 "types": cfg.types},
+        "seconds": {k: round(v, 1) for k, v in {**timings, "total": seconds}.items()},
+    }  # fmt: skip
+    atomic_write_json(out / "results.json", results)
+    atomic_write_text(out / "tables.md", tables)
+    echo("")
+    echo(tables)
+    for check in floors["checks"]:
+        mark = "PASS" if check["passed"] else "FAIL"
+        value = "n/a" if check["value"] is None else f"{check['value']:.3f}"
+        echo(f"{mark}  {check['name']}: {value} (threshold {check['threshold']:.3f})")
+    echo(f"results: {out / 'results.json'}  ({seconds:.0f} s)")
+    return QuickstartResult(out, results, tables, floors, seconds)

@@ -1,0 +1,512 @@
+"""The PLUM training recipe behind ``partonomy train``: setup / train / save_checkpoint / cleanup.
+
+One visible loop in :meth:`PlumTrainRecipe.train`::
+
+    for each optimiser step:
+        for each of grad_accum micro-batches:
+            forward -> plum_loss -> backward
+        clip -> optimizer.step -> scheduler.step (once) -> log (JSONL + progress bar)
+        every checkpoint.every steps: save_checkpoint
+
+Stage 1 and stage 2 (and the tiny Synth run) are configs of this same recipe. Single process or
+one process per device (``torchrun``); DDP / FSDP / DeepSpeed come from accelerate
+(:mod:`partonomy.training.distributed`). A run is resumable exactly: weights, optimiser and
+schedule state, RNG states and the data position are in every checkpoint, and a resumed run
+reproduces the per-step losses of an uninterrupted one.
+
+Run directory::
+
+    <run_dir>/config.yaml          the resolved config
+    <run_dir>/train_log.jsonl      one record per logged step: step, lr, loss terms, grad_norm, ...
+    <run_dir>/checkpoints/step_*/  resumable checkpoints (newest ``keep_last`` kept)
+    <run_dir>/checkpoints/final/   the last step (load with ``build_plum(checkpoint=...)``)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from partonomy.data.sample import TrainingSample
+from partonomy.errors import ConfigError, FormatError
+from partonomy.io.atomic import JsonlAppender, atomic_write_text, read_jsonl_tolerant
+from partonomy.models.plum.trainable import EMBEDDING_PATH, set_trainable
+from partonomy.training import checkpoint as ckpt
+from partonomy.training.config import TrainConfig, dump_train_config
+from partonomy.training.data import load_samples
+from partonomy.training.distributed import engine_in_use, make_accelerator
+from partonomy.training.model import build_model, random_init_backbone
+from partonomy.training.sampler import BatchPlan
+from partonomy.training.schedule import build_optimizer, build_scheduler
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "train_log.jsonl"
+CONFIG_FILE = "config.yaml"
+FINAL = "final"
+LOSS_TERMS = ("total", "lm", "bio", "seg", "bce", "kl")
+
+
+@dataclass
+class TrainResult:
+    """What a finished run returns.
+
+    Attributes:
+        run_dir: the run directory.
+        final_checkpoint: ``<run_dir>/checkpoints/final``, or the step checkpoint this
+            invocation stopped at (``stop_after``).
+        steps: optimiser steps done in total (including those before a resume).
+        records: the per-step log records written by this invocation (rank 0; else empty).
+        seconds: wall time of :meth:`PlumTrainRecipe.train`.
+    """
+
+    run_dir: Path
+    final_checkpoint: Path
+    steps: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError) as err:
+        raise FormatError(f"cannot read training image {path}: {err}", file=path) from None
+
+
+def touch_outputs(output: Any) -> torch.Tensor:
+    """``0 *`` the sum of every grad-requiring tensor of a model output (a 0-d float tensor).
+
+    Added to the loss so that every output reaches it: DDP (``find_unused_parameters``) expects a
+    gradient for every parameter that produced an output tensor, and SAM's IoU head produces
+    ``iou_predictions``, which no loss term uses. Values and gradients are unchanged.
+    """
+    from torch.nn.parallel.distributed import _find_tensors
+
+    touched = [t.float().sum() for t in _find_tensors(output) if t.requires_grad]
+    if not touched:
+        return torch.zeros(())
+    return torch.stack(touched).sum() * 0.0
+
+
+def conversation_labels(batch: Any, image_token_id: int) -> torch.Tensor:
+    """LM labels on every real text token (system prompt, questions, answers), -100 elsewhere."""
+    keep = batch.attention_mask.bool() & (batch.input_ids != image_token_id)
+    return torch.where(keep, batch.input_ids, torch.full_like(batch.input_ids, -100))
+
+
+class PlumTrainRecipe:
+    """Train PLUM as ``cfg`` says.
+
+    Features: LoRA through peft (or a fully trained LM for tiny random models), the trainable
+    rule of :func:`~partonomy.models.plum.trainable.set_trainable`, AdamW with warmup and linear
+    decay stepped once per update, gradient accumulation and clipping, bf16 autocast on GPUs,
+    DDP / FSDP / DeepSpeed ZeRO-2 through accelerate, atomic checkpoints of the trained weights
+    with exact resume, a JSONL loss log and a tqdm bar.
+
+    Raises:
+        ConfigError: an invalid combination of settings, a run directory that already holds
+            checkpoints without ``resume``, missing data, or a missing optional engine.
+    """
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(cfg.run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.step = 0
+        self.data_pos = 0  # global micro-batches consumed
+        self._cache: dict[int, Any] = {}
+        self._warned: set[int] = set()
+
+    # ---------------------------------------------------------------------------------- setup
+    def setup(self) -> None:
+        """Build the accelerator, model, data, optimiser and schedule; restore a checkpoint."""
+        cfg = self.cfg
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        if cfg.loss.kl > 0 and cfg.trainable.language_model != "lora":
+            raise ConfigError(
+                "loss.kl > 0 uses the LM without its LoRA adapters as the teacher, so it needs "
+                "trainable.language_model: lora"
+            )
+        self.accelerator = acc = make_accelerator(
+            cfg.distributed,
+            precision=cfg.precision,
+            grad_accum=cfg.grad_accum,
+            micro_batch=cfg.data.micro_batch_size,
+            max_grad_norm=cfg.optim.max_grad_norm,
+            cpu=cfg.cpu,
+        )
+        self.rank, self.world = acc.process_index, acc.num_processes
+        self.is_main = acc.is_main_process
+        if cfg.distributed.engine == "fsdp" and engine_in_use(acc) != "fsdp" and self.world > 1:
+            log.warning("FSDP needs CUDA devices; running DDP on this machine instead")
+        resume_from = self._resume_source()
+
+        torch.manual_seed(cfg.seed + self.rank)
+        model, self.processor = build_model(cfg)
+        self.new_token_ids = ckpt.processor_new_token_ids(self.processor)
+        self.trainable = set_trainable(model, cfg.trainable, new_token_ids=self.new_token_ids)
+        embed_name = EMBEDDING_PATH + ".weight"
+        lm_full = cfg.trainable.language_model == "full"
+        self.row_subsets: dict[str, list[int]] = (
+            {embed_name: self.new_token_ids}
+            if cfg.trainable.embeddings == "new_rows"
+            and not lm_full
+            and embed_name in self.trainable
+            else {}
+        )
+        if cfg.gradient_checkpointing:
+            model.llava.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+        if cfg.init_from is not None and resume_from is None:
+            source = ckpt.resolve_checkpoint(cfg.init_from)
+            skipped = ckpt.load_weights(model, source, strict=False)
+            log.info("initialised from %s", source)
+            if skipped:
+                log.warning(
+                    "init_from %s: %d saved tensor(s) are not in this model and were skipped "
+                    "(e.g. %s)",
+                    source,
+                    len(skipped),
+                    skipped[0],
+                )
+        if resume_from is not None:
+            manifest = ckpt.read_manifest(resume_from)
+            if manifest.trainable != self.trainable:
+                raise ConfigError(
+                    f"{resume_from}: its trainable parameters differ from this config's "
+                    "(the 'trainable' or 'model' section changed); resume with the same config"
+                )
+            ckpt.load_weights(model, resume_from, manifest)
+        self.image_token_id = model.image_token_id
+        model.train()
+
+        self.samples: Sequence[TrainingSample] = load_samples(cfg.data)
+        self.plan = BatchPlan(
+            n_samples=len(self.samples),
+            micro_batch_size=cfg.data.micro_batch_size,
+            world_size=self.world,
+            seed=cfg.seed,
+            shuffle=cfg.data.shuffle,
+        )
+        optimizer = build_optimizer(model.parameters(), cfg.optim)
+        self.scheduler = build_scheduler(optimizer, cfg.optim, cfg.max_steps)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.engine = engine_in_use(acc)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        from partonomy.models.plum.losses import LossWeights
+
+        self.weights = LossWeights(
+            lm=cfg.loss.lm, bio=cfg.loss.bio, seg=cfg.loss.seg, bce=cfg.loss.bce, kl=cfg.loss.kl
+        )
+        if resume_from is not None:
+            self._restore_state(resume_from)
+        elif self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / LOG_FILE).unlink(missing_ok=True)
+        if self.is_main:
+            atomic_write_text(self.run_dir / CONFIG_FILE, dump_train_config(cfg))
+        acc.wait_for_everyone()
+        log.info(
+            "engine %s, %d process(es), %d samples, %d batches/epoch, steps %d -> %d",
+            self.engine,
+            self.world,
+            len(self.samples),
+            self.plan.batches_per_epoch,
+            self.step,
+            cfg.max_steps,
+        )
+
+    def _resume_source(self) -> Path | None:
+        cfg = self.cfg
+        existing = ckpt.list_checkpoints(self.ckpt_dir)
+        final = self.ckpt_dir / FINAL
+        if cfg.resume is None:
+            if existing or (final / ckpt.MANIFEST).exists():
+                raise ConfigError(
+                    f"{self.run_dir} already holds checkpoints: pass resume=auto to continue that "
+                    "run, or choose another run_dir"
+                )
+            return None
+        if cfg.resume == "auto":
+            candidates = [p for _, p in existing if (p / ckpt.RESUME).exists()]
+            if (final / ckpt.RESUME).exists():
+                candidates.append(final)
+            if not candidates:
+                return None
+            return max(candidates, key=lambda p: ckpt.read_manifest(p).step)
+        path = ckpt.resolve_checkpoint(cfg.resume)
+        if not (path / ckpt.RESUME).exists():
+            raise ConfigError(f"resume={cfg.resume}: {path} holds no resume state")
+        return path
+
+    def _restore_state(self, path: Path) -> None:
+        state = ckpt.read_resume(path)
+        if state["world_size"] != self.world:
+            raise ConfigError(
+                f"{path} was written by {state['world_size']} process(es); resume with the same "
+                f"number (this run has {self.world})"
+            )
+        if self.engine == "deepspeed":
+            self.model.load_checkpoint(
+                str(path / ckpt.ENGINE_STATE),
+                tag="state",
+                load_module_strict=False,
+                load_optimizer_states=True,
+                load_lr_scheduler_states=False,
+            )
+        elif self.engine == "fsdp":
+            from accelerate.utils import load_fsdp_optimizer
+
+            plugin = self.accelerator.state.fsdp_plugin
+            load_fsdp_optimizer(
+                plugin, self.accelerator, self.optimizer, self.model, str(path / ckpt.ENGINE_STATE)
+            )
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.data_pos = int(state["data_position"])
+        ckpt.restore_rng(path, self.rank)
+        if self.is_main:  # drop log records written after this checkpoint by the stopped run
+            logfile = self.run_dir / LOG_FILE
+            kept = [r for r in read_jsonl_tolerant(logfile) if r.get("step", 0) <= self.step]
+            logfile.unlink(missing_ok=True)
+            with JsonlAppender(logfile) as out:
+                for record in kept:
+                    out.write(record)
+        log.info("resumed from %s at step %d", path, self.step)
+
+    # ----------------------------------------------------------------------------------- data
+    def _example(self, index: int) -> Any:
+        if index in self._cache:
+            return self._cache[index]
+        sample = self.samples[index]
+        image = sample.image if isinstance(sample.image, np.ndarray) else _load_rgb(sample.image)
+        history, (question, answer) = sample.conversation[:-1], sample.conversation[-1]
+        try:
+            example = self.processor.encode(
+                image,
+                history,
+                question,
+                answer,
+                sample.masks or None,
+                all_occurrences=self.cfg.data.all_occurrences,
+            )
+        except ValueError as err:  # a part name that cannot be tagged: keep the text, drop masks
+            if index not in self._warned:
+                self._warned.add(index)
+                log.warning(
+                    "sample %d (%s): %s; training it without masks", index, sample.meta, err
+                )
+            example = self.processor.encode(image, history, question, answer, None)
+        if self.cfg.data.cache_encoded:
+            self._cache[index] = example
+        return example
+
+    def next_batch(self) -> Any:
+        """This process's next micro-batch (advances the data position), on the device."""
+        indices = self.plan.indices(self.data_pos, self.rank)
+        self.data_pos += 1
+        batch = self.processor.collate([self._example(i) for i in indices])
+        if self.cfg.loss.lm_tokens == "conversation":
+            batch.labels = conversation_labels(batch, self.image_token_id)
+        return batch.to(self.accelerator.device)
+
+    # ---------------------------------------------------------------------------------- train
+    def train(self) -> TrainResult:
+        """The loop: forward -> plum_loss -> backward -> step -> log, until ``max_steps``."""
+        from partonomy.models.plum.losses import plum_loss, teacher_hidden_states
+
+        cfg, acc = self.cfg, self.accelerator
+        unwrapped = acc.unwrap_model(self.model)
+        records: list[dict[str, Any]] = []
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=not (self.is_main and cfg.log.progress),
+            dynamic_ncols=True,
+        )
+        logfile = JsonlAppender(self.run_dir / LOG_FILE) if self.is_main else None
+        if logfile is not None:
+            logfile.open()
+        start = time.perf_counter()
+        target = cfg.max_steps if cfg.stop_after is None else min(cfg.max_steps, cfg.stop_after)
+        last: Path | None = None
+        try:
+            while self.step < target:
+                sums = dict.fromkeys(LOSS_TERMS, 0.0)
+                n_masks, grad_norm = 0, float("nan")
+                lr = self.scheduler.get_last_lr()[0]
+                for _ in range(cfg.grad_accum):
+                    batch = self.next_batch()
+                    with acc.accumulate(self.model):
+                        output = self.model(batch, span_source=cfg.span_source)
+                        teacher = (
+                            teacher_hidden_states(unwrapped, batch) if cfg.loss.kl > 0 else None
+                        )
+                        losses = plum_loss(
+                            output,
+                            batch,
+                            self.weights,
+                            seg_loss=cfg.loss.seg_loss,
+                            teacher_hidden=teacher,
+                        )
+                        acc.backward(losses.total + touch_outputs(output))
+                        if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
+                            norm = acc.clip_grad_norm_(self.params, cfg.optim.max_grad_norm)
+                            grad_norm = float(norm) if norm is not None else float("nan")
+                        self.optimizer.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+                    for name, value in losses.as_floats().items():
+                        sums[name] += value / cfg.grad_accum
+                    n_masks += losses.n_masks
+                self.scheduler.step()  # once per optimiser step (the original stepped twice)
+                self.step += 1
+                means = self._reduce(sums)
+                if not math.isfinite(means["total"]):
+                    raise FloatingPointError(
+                        f"step {self.step}: the loss is {means['total']} (lower optim.lr, or check "
+                        "the data); the last good checkpoint is in " + str(self.ckpt_dir)
+                    )
+                record = {
+                    "step": self.step,
+                    "lr": lr,
+                    **{k: means[k] for k in LOSS_TERMS},
+                    "n_masks": n_masks,
+                    "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
+                    "epoch": round(self.plan.epoch_of(self.data_pos), 4),
+                    "time": round(time.perf_counter() - start, 3),
+                }
+                if self.is_main:
+                    records.append(record)
+                    if logfile is not None and self.step % cfg.log.every == 0:
+                        logfile.write(record)
+                    bar.set_postfix(
+                        {k: f"{means[k]:.3f}" for k in ("total", "lm", "bio", "seg", "bce")},
+                        refresh=False,
+                    )
+                    bar.update(1)
+                every = cfg.checkpoint.every
+                periodic = bool(every) and self.step % every == 0
+                if self.step < cfg.max_steps and (periodic or self.step == target):
+                    last = self.save_checkpoint(ckpt.step_dir_name(self.step))
+            if self.step >= cfg.max_steps:
+                last = self.save_checkpoint(FINAL)
+            elif last is None:  # stop_after was already reached by the run we resumed
+                last = self.save_checkpoint(ckpt.step_dir_name(self.step))
+        finally:
+            bar.close()
+            if logfile is not None:
+                logfile.close()
+        assert last is not None  # the loop above always saves one
+        return TrainResult(
+            run_dir=self.run_dir,
+            final_checkpoint=last,
+            steps=self.step,
+            records=records,
+            seconds=time.perf_counter() - start,
+        )
+
+    def _reduce(self, values: dict[str, float]) -> dict[str, float]:
+        """Mean of each loss term over processes (identity for one process)."""
+        if self.world == 1:
+            return values
+        keys = list(values)
+        tensor = torch.tensor([values[k] for k in keys], device=self.accelerator.device)
+        tensor = self.accelerator.reduce(tensor, reduction="mean")
+        return {k: float(v) for k, v in zip(keys, tensor.tolist())}
+
+    # ----------------------------------------------------------------------------- checkpoint
+    def save_checkpoint(self, name: str) -> Path:
+        """Write ``<run_dir>/checkpoints/<name>`` atomically (every process must call this).
+
+        Holds the trained weights (plus the frozen ones when a backbone is random-init and
+        ``checkpoint.save_base`` is ``auto``), the config, and the resume state.
+        """
+        cfg, acc = self.cfg, self.accelerator
+        path = self.ckpt_dir / name
+        tmp = path.parent / f".{path.name}.tmp"
+        if self.engine == "fsdp":  # collective: every rank takes part in gathering
+            params: dict[str, torch.Tensor] = acc.get_state_dict(self.model)
+        else:
+            params = dict(acc.unwrap_model(self.model).named_parameters())
+        save_base = cfg.checkpoint.save_base == "always" or (
+            cfg.checkpoint.save_base == "auto" and random_init_backbone(cfg)
+        )
+        if self.is_main:
+            ckpt.begin(path)
+            ckpt.write_model_files(
+                tmp,
+                params=params,
+                step=self.step,
+                trainable=self.trainable,
+                row_subsets=self.row_subsets,
+                config_yaml=dump_train_config(cfg),
+                save_base=save_base,
+                has_resume=True,
+            )
+            state: dict[str, Any] = {
+                "step": self.step,
+                "data_position": self.data_pos,
+                "world_size": self.world,
+                "scheduler": self.scheduler.state_dict(),
+            }
+            if self.engine not in ("fsdp", "deepspeed"):
+                state["optimizer"] = self.optimizer.state_dict()
+            ckpt.write_resume(tmp, state)
+        acc.wait_for_everyone()
+        ckpt.write_rng(tmp, self.rank)
+        if self.engine == "deepspeed":
+            self.model.save_checkpoint(
+                str(tmp / ckpt.ENGINE_STATE), tag="state", exclude_frozen_parameters=True
+            )
+        elif self.engine == "fsdp":
+            from accelerate.utils import save_fsdp_optimizer
+
+            save_fsdp_optimizer(
+                acc.state.fsdp_plugin, acc, self.optimizer, self.model, str(tmp / ckpt.ENGINE_STATE)
+            )
+        acc.wait_for_everyone()
+        if self.is_main:
+            ckpt.commit(tmp, path)
+            if name != FINAL:
+                ckpt.prune(self.ckpt_dir, cfg.checkpoint.keep_last)
+        acc.wait_for_everyone()
+        return path
+
+    # -------------------------------------------------------------------------------- cleanup
+    def cleanup(self) -> None:
+        """Release the process group and free cached encodings."""
+        self._cache.clear()
+        acc = getattr(self, "accelerator", None)
+        if acc is not None:
+            acc.end_training()
+            if self.world > 1 and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+
+
+def run_training(cfg: TrainConfig) -> TrainResult:
+    """Run the recipe end to end: setup, train, cleanup."""
+    recipe = PlumTrainRecipe(cfg)
+    try:
+        recipe.setup()
+        return recipe.train()
+    finally:
+        recipe.cleanup()

@@ -1,0 +1,138 @@
+"""The trainable-parameter set equals the spec exactly (models/plum/trainable.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from partonomy.errors import ConfigError
+from partonomy.models.plum.builders import build_plum, tiny_config
+from partonomy.models.plum.trainable import (
+    EMBEDDING_PATH,
+    GROUPS,
+    LoraSpec,
+    TrainableSpec,
+    merge_lora,
+    set_trainable,
+)
+from partonomy.training.checkpoint import processor_new_token_ids
+
+TINY = {
+    "llava": {"text_hidden": 32, "text_layers": 2, "text_heads": 2, "text_intermediate": 64,
+              "vision_hidden": 32, "vision_layers": 1, "vision_heads": 2, "image_size": 32},
+    "sam": {"image_size": 64, "vision_hidden": 32, "vision_layers": 1, "vision_heads": 2},
+    "bidir_heads": 2,
+    "bidir_ff": 64,
+    "feedback_heads": 2,
+}
+
+
+def _fresh():
+    model, processor = build_plum(tiny_config(**TINY))
+    return model, processor_new_token_ids(processor)
+
+
+def _expected(model: torch.nn.Module, spec: TrainableSpec) -> set[str]:
+    """The trainable names computed independently from the spec, by module path."""
+    want: list[str] = []
+    for group, prefixes in GROUPS.items():
+        on = spec.language_model == "full" if group == "language_model" else getattr(spec, group)
+        if on:
+            want.extend(prefixes)
+    embed_on = spec.language_model == "full" or spec.embeddings != "frozen"
+    names = set()
+    for name, _ in model.named_parameters():
+        if name.startswith("sam.shared_image_embedding.") and not spec.sam_positional_matrix:
+            continue
+        if any(name.startswith(p + ".") for p in want):
+            names.add(name)
+        elif embed_on and name.startswith(EMBEDDING_PATH + "."):
+            names.add(name)
+        elif spec.language_model == "lora" and (".lora_A." in name or ".lora_B." in name):
+            names.add(name)
+    return names
+
+
+def test_default_spec_trains_exactly_the_paper_set() -> None:
+    model, new_ids = _fresh()
+    spec = TrainableSpec()
+    names = set_trainable(model, spec, new_token_ids=new_ids)
+    assert names == sorted(names)
+    actual = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(names) == actual == _expected(model, spec)
+    # LoRA adapters: q_proj and v_proj of every LM layer, A and B, nowhere else.
+    lora = sorted(n for n in names if ".lora_" in n)
+    layers = model.llava.config.text_config.num_hidden_layers
+    assert len(lora) == layers * 2 * 2
+    assert all(n.startswith("llava.model.language_model.layers.") for n in lora)
+    assert {n.split(".")[-4] for n in lora} == {"q_proj", "v_proj"}
+    # Frozen: vision tower, projector, SAM image encoder, LM base weights, positional matrix.
+    for frozen in ("llava.model.vision_tower.", "llava.model.multi_modal_projector.",
+                   "sam.vision_encoder.", "sam.shared_image_embedding."):
+        assert not any(n.startswith(frozen) for n in names), frozen
+    lm_names = [n for n in names if n.startswith("llava.model.language_model.")]
+    assert set(lm_names) - set(lora) == {EMBEDDING_PATH + ".weight"}
+    # Trained heads.
+    for trained in ("llava.lm_head.weight", EMBEDDING_PATH + ".weight"):
+        assert trained in names
+    for prefix in ("sam.prompt_encoder.", "sam.mask_decoder.", "span_extractor.", "span_query.",
+                   "feedback_pooler."):
+        assert any(n.startswith(prefix) for n in names), prefix
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        TrainableSpec(language_model="full", vision_tower=True, mm_projector=True,
+                      sam_image_encoder=True),
+        TrainableSpec(language_model="frozen", embeddings="frozen", lm_head=False,
+                      sam_prompt_encoder=False, feedback_pooler=False),
+        TrainableSpec(lora=LoraSpec(r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])),
+    ],
+)
+def test_other_specs_match_exactly(spec: TrainableSpec) -> None:
+    model, new_ids = _fresh()
+    names = set_trainable(model, spec, new_token_ids=new_ids)
+    assert set(names) == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(names) == _expected(model, spec)
+
+
+def test_new_rows_only_added_token_embeddings_change() -> None:
+    model, new_ids = _fresh()
+    set_trainable(model, TrainableSpec(), new_token_ids=new_ids)
+    weight = model.get_submodule(EMBEDDING_PATH).weight
+    before = weight.detach().clone()
+    opt = torch.optim.AdamW([weight], lr=0.1, weight_decay=0.0)
+    ids = torch.tensor([[1, 5, 9, new_ids[0]]])
+    for _ in range(2):
+        (model.get_submodule(EMBEDDING_PATH)(ids) ** 2).sum().backward()
+        opt.step()
+        opt.zero_grad()
+    changed = (weight.detach() != before).any(dim=1).nonzero().flatten().tolist()
+    assert changed == new_ids  # rows 1, 5, 9 got gradient before the mask, and did not move
+
+
+def test_set_trainable_is_idempotent_and_needs_token_ids() -> None:
+    model, new_ids = _fresh()
+    first = set_trainable(model, TrainableSpec(), new_token_ids=new_ids)
+    second = set_trainable(model, TrainableSpec(), new_token_ids=new_ids)
+    assert first == second  # LoRA not injected twice
+    with pytest.raises(ConfigError, match="new_token_ids"):
+        set_trainable(model, TrainableSpec())
+
+
+def test_merge_lora_keeps_outputs() -> None:
+    model, new_ids = _fresh()
+    set_trainable(model, TrainableSpec(), new_token_ids=new_ids)
+    lm = model.llava.model.language_model
+    with torch.no_grad():
+        for name, param in lm.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.1)  # B starts at zero; make the adapters do something
+    model.eval()
+    ids = torch.tensor([[1, 20, 30, 40]])
+    with torch.no_grad():
+        before = lm(input_ids=ids).last_hidden_state
+        assert merge_lora(model) == 2 * model.llava.config.text_config.num_hidden_layers
+        after = lm(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(before, after, atol=1e-5, rtol=1e-5)
