@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from partonomy.io.descriptor import load_descriptor
-from partonomy.io.qa_pairs import load_qa_pairs, save_qa_pairs, parse_qa_pair
+from partonomy.io.qa_pairs import load_qa_pairs, parse_qa_pair, save_qa_pairs
 
 
 def _answer(label: str, parts: list[str]) -> str:
@@ -88,11 +88,25 @@ def tiny_train_overrides(qa_file: Path, run_dir: Path, **extra: Any) -> dict[str
         "grad_accum": 1,
         "cpu": True,
         "model": {
-            "llava": {"text_hidden": 32, "text_layers": 1, "text_heads": 2, "text_intermediate": 64,
-                      "vision_hidden": 32, "vision_layers": 1, "vision_heads": 2,
-                      "image_size": 32, "patch_size": 8},
-            "sam": {"image_size": 64, "vision_hidden": 32, "vision_layers": 1, "vision_heads": 2,
-                    "patch_size": 8, "decoder_hidden": 32},
+            "llava": {
+                "text_hidden": 32,
+                "text_layers": 1,
+                "text_heads": 2,
+                "text_intermediate": 64,
+                "vision_hidden": 32,
+                "vision_layers": 1,
+                "vision_heads": 2,
+                "image_size": 32,
+                "patch_size": 8,
+            },
+            "sam": {
+                "image_size": 64,
+                "vision_hidden": 32,
+                "vision_layers": 1,
+                "vision_heads": 2,
+                "patch_size": 8,
+                "decoder_hidden": 32,
+            },
             "bidir_heads": 2,
             "bidir_ff": 64,
             "bidir_dropout": 0.1,

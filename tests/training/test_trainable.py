@@ -18,8 +18,16 @@ from partonomy.models.plum.trainable import (
 from partonomy.training.checkpoint import processor_new_token_ids
 
 TINY = {
-    "llava": {"text_hidden": 32, "text_layers": 2, "text_heads": 2, "text_intermediate": 64,
-              "vision_hidden": 32, "vision_layers": 1, "vision_heads": 2, "image_size": 32},
+    "llava": {
+        "text_hidden": 32,
+        "text_layers": 2,
+        "text_heads": 2,
+        "text_intermediate": 64,
+        "vision_hidden": 32,
+        "vision_layers": 1,
+        "vision_heads": 2,
+        "image_size": 32,
+    },
     "sam": {"image_size": 64, "vision_hidden": 32, "vision_layers": 1, "vision_heads": 2},
     "bidir_heads": 2,
     "bidir_ff": 64,
@@ -44,11 +52,10 @@ def _expected(model: torch.nn.Module, spec: TrainableSpec) -> set[str]:
     for name, _ in model.named_parameters():
         if name.startswith("sam.shared_image_embedding.") and not spec.sam_positional_matrix:
             continue
-        if any(name.startswith(p + ".") for p in want):
-            names.add(name)
-        elif embed_on and name.startswith(EMBEDDING_PATH + "."):
-            names.add(name)
-        elif spec.language_model == "lora" and (".lora_A." in name or ".lora_B." in name):
+        in_group = any(name.startswith(p + ".") for p in want)
+        is_embedding = embed_on and name.startswith(EMBEDDING_PATH + ".")
+        is_adapter = spec.language_model == "lora" and (".lora_A." in name or ".lora_B." in name)
+        if in_group or is_embedding or is_adapter:
             names.add(name)
     return names
 
@@ -67,26 +74,41 @@ def test_default_spec_trains_exactly_the_paper_set() -> None:
     assert all(n.startswith("llava.model.language_model.layers.") for n in lora)
     assert {n.split(".")[-4] for n in lora} == {"q_proj", "v_proj"}
     # Frozen: vision tower, projector, SAM image encoder, LM base weights, positional matrix.
-    for frozen in ("llava.model.vision_tower.", "llava.model.multi_modal_projector.",
-                   "sam.vision_encoder.", "sam.shared_image_embedding."):
+    for frozen in (
+        "llava.model.vision_tower.",
+        "llava.model.multi_modal_projector.",
+        "sam.vision_encoder.",
+        "sam.shared_image_embedding.",
+    ):
         assert not any(n.startswith(frozen) for n in names), frozen
     lm_names = [n for n in names if n.startswith("llava.model.language_model.")]
     assert set(lm_names) - set(lora) == {EMBEDDING_PATH + ".weight"}
     # Trained heads.
     for trained in ("llava.lm_head.weight", EMBEDDING_PATH + ".weight"):
         assert trained in names
-    for prefix in ("sam.prompt_encoder.", "sam.mask_decoder.", "span_extractor.", "span_query.",
-                   "feedback_pooler."):
+    for prefix in (
+        "sam.prompt_encoder.",
+        "sam.mask_decoder.",
+        "span_extractor.",
+        "span_query.",
+        "feedback_pooler.",
+    ):
         assert any(n.startswith(prefix) for n in names), prefix
 
 
 @pytest.mark.parametrize(
     "spec",
     [
-        TrainableSpec(language_model="full", vision_tower=True, mm_projector=True,
-                      sam_image_encoder=True),
-        TrainableSpec(language_model="frozen", embeddings="frozen", lm_head=False,
-                      sam_prompt_encoder=False, feedback_pooler=False),
+        TrainableSpec(
+            language_model="full", vision_tower=True, mm_projector=True, sam_image_encoder=True
+        ),
+        TrainableSpec(
+            language_model="frozen",
+            embeddings="frozen",
+            lm_head=False,
+            sam_prompt_encoder=False,
+            feedback_pooler=False,
+        ),
         TrainableSpec(lora=LoraSpec(r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])),
     ],
 )

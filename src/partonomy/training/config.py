@@ -35,6 +35,9 @@ class LossConfig:
             launched run; > 0 uses the LM with its LoRA adapters switched off as the frozen
             teacher, so it needs ``trainable.language_model: lora``).
         seg_loss: ``dice`` (stage 1) or ``focal_tversky`` (stage 2).
+        dice_scale: divisor of the Dice loss's pixel sums: 1000 as in the original (made for
+            1024-pixel SAM inputs); 1 is the plain soft Dice, which small images need (at 64
+            pixels the original's +1 smoothing swamps the overlap term).
         lm_tokens: which tokens the LM loss covers: ``answer`` (assistant answers, the original)
             or ``conversation`` (every text token: system prompt, questions and answers).
     """
@@ -45,12 +48,15 @@ class LossConfig:
     bce: float = 2.0
     kl: float = 0.0
     seg_loss: Literal["dice", "focal_tversky"] = "dice"
+    dice_scale: float = 1000.0
     lm_tokens: Literal["answer", "conversation"] = "answer"
 
     def __post_init__(self) -> None:
         for name in ("lm", "bio", "seg", "bce", "kl"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0")
+        if self.dice_scale <= 0:
+            raise ConfigError(f"loss.dice_scale must be positive, got {self.dice_scale}")
 
 
 @dataclass

@@ -35,6 +35,17 @@ log = logging.getLogger(__name__)
 
 CONFIG_NAME = "tiny_synth.yaml"
 BASELINES = ("random", "whole_object", "oracle")
+QUICKSTART_WORLD: dict[str, Any] = {
+    "categories": ["road vehicles", "cycles"],
+    "rotation_deg": 0.0,
+    "clutter": 0,
+    "noise": 0.0,
+    "occlusion_prob": 0.0,
+    "scale_range": [0.42, 0.48],
+}
+"""The quickstart's Synth subset: the ``easy`` preset narrowed to two categories (13 objects,
+~25 part names) with upright, unoccluded objects on clutter-free backgrounds. A tiny PLUM trained
+from scratch for a few CPU minutes learns these part masks; the full world needs far more steps."""
 
 
 @dataclass
@@ -45,6 +56,8 @@ class QuickstartConfig:
         n_images: Synth images (train + val).
         size: image side in pixels.
         synth_preset: Synth world preset (``easy``: four categories, large objects).
+        synth: overrides of that preset's :class:`~partonomy.data.synth.SynthConfig` fields
+            (default :data:`QUICKSTART_WORLD`).
         seed: seed of the world, the questions and the split.
         types: question types generated (and trained, unless the training config filters).
         val_fraction: share of images held out for evaluation.
@@ -54,14 +67,19 @@ class QuickstartConfig:
         floors: the learning floors checked on the val split (see :func:`check_floors`).
     """
 
-    n_images: int = 600
+    n_images: int = 2500
     size: int = 64
     synth_preset: str = "easy"
+    synth: dict[str, Any] = field(default_factory=lambda: dict(QUICKSTART_WORLD))
     seed: int = 0
     types: list[str] = field(
-        default_factory=lambda: ["identification_with_label", "positive_with_label"]
+        default_factory=lambda: [
+            "identification",
+            "identification_with_label",
+            "positive_with_label",
+        ]
     )
-    val_fraction: float = 0.2
+    val_fraction: float = 0.1
     eval_batch_size: int = 8
     eval_limit: int | None = None
     train_overrides: list[str] = field(default_factory=list)
@@ -103,33 +121,46 @@ def find_config(explicit: str | Path | None = None) -> Path:
     )
 
 
-def check_floors(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The quickstart's learning floors on the val split.
+IDENTIFICATION_TYPES = ("identification_with_label", "identification")
+"""Where the floors are read, first present wins: the questions asking for *all* visible parts.
+(On intersection questions the whole-object baseline is the union of the few named parts, often a
+single part, so "twice the whole-object baseline" is only meaningful on identification.)"""
 
-    * PLUM's overall ``macro_giou`` >= 0.5 and >= 2x the ``whole_object`` baseline's;
-    * PLUM's identification accuracy >= 0.4 (random is 0.2): the ``identification_with_label``
-      column (or ``identification`` when only that was asked).
+
+def check_floors(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The quickstart's learning floors, on the val split's identification questions.
+
+    * PLUM's ``macro_giou`` >= 0.5 and >= 2x the ``whole_object`` baseline's;
+    * PLUM's accuracy >= 0.4 (random is 0.2).
+
+    The column is the first of :data:`IDENTIFICATION_TYPES` that was evaluated.
 
     Returns:
-        ``{"passed": bool, "checks": [{"name", "value", "threshold", "passed"}, ...]}``.
+        ``{"passed": bool, "question_type": str | None, "checks": [{"name", "value",
+        "threshold", "passed"}, ...]}``.
     """
-    plum = models["plum"]
-    whole = models.get("whole_object", {}).get("overall", {}).get("macro_giou") or 0.0
-    macro = plum["overall"].get("macro_giou") or 0.0
-    ident = None
-    for key in ("identification_with_label", "identification"):
-        if key in plum["by_type"]:
-            ident = plum["by_type"][key].get("accuracy")
-            break
+    plum_types = models["plum"]["by_type"]
+    qtype = next((t for t in IDENTIFICATION_TYPES if t in plum_types), None)
+    plum = plum_types.get(qtype, {}) if qtype else {}
+    whole_types = models.get("whole_object", {}).get("by_type", {})
+    whole = whole_types.get(qtype, {}).get("macro_giou") or 0.0 if qtype else 0.0
+    macro = plum.get("macro_giou")
+    acc = plum.get("accuracy")
+
+    def check(name: str, value: float | None, threshold: float) -> dict[str, Any]:
+        passed = value is not None and value >= threshold
+        return {"name": name, "value": value, "threshold": threshold, "passed": passed}
+
     checks = [
-        {"name": "plum macro_giou >= 0.5", "value": macro, "threshold": 0.5,
-         "passed": macro >= 0.5},
-        {"name": "plum macro_giou >= 2 x whole_object", "value": macro,
-         "threshold": 2 * whole, "passed": macro >= 2 * whole},
-        {"name": "plum identification accuracy >= 0.4", "value": ident, "threshold": 0.4,
-         "passed": ident is not None and ident >= 0.4},
-    ]  # fmt: skip
-    return {"passed": all(c["passed"] for c in checks), "checks": checks}
+        check("plum macro_giou >= 0.5", macro, 0.5),
+        check("plum macro_giou >= 2 x whole_object", macro, 2 * whole),
+        check("plum accuracy >= 0.4", acc, 0.4),
+    ]
+    return {
+        "passed": all(c["passed"] for c in checks),
+        "question_type": qtype,
+        "checks": checks,
+    }
 
 
 def combined_tables(models: dict[str, dict[str, Any]]) -> str:
@@ -178,7 +209,8 @@ def run_quickstart(
 
     t = time.perf_counter()
     if not (train_qa.exists() and val_qa.exists()):
-        from partonomy.data.synth import generate_world, preset
+        from partonomy.config import from_dict, to_dict
+        from partonomy.data.synth import SynthConfig, generate_world, preset
         from partonomy.qa.generate import generate_qa
         from partonomy.qa.split import split_records
 
@@ -188,7 +220,11 @@ def run_quickstart(
             n_images=cfg.n_images,
             seed=cfg.seed,
             size=cfg.size,
-            config=preset(cfg.synth_preset),
+            config=from_dict(
+                SynthConfig,
+                {**to_dict(preset(cfg.synth_preset)), **cfg.synth},
+                source="quickstart synth",
+            ),
             progress=progress,
         )
         echo(f"[2/4] QA pairs: {', '.join(cfg.types)}")
@@ -256,7 +292,11 @@ def run_quickstart(
     timings["eval"] = time.perf_counter() - t
 
     tables = combined_tables(models)
-    floors = check_floors(models) if cfg.floors else {"passed": None, "checks": []}
+    floors = (
+        check_floors(models)
+        if cfg.floors
+        else {"passed": None, "question_type": None, "checks": []}
+    )
     seconds = time.perf_counter() - start
     results = {
         "models": models,
@@ -278,6 +318,9 @@ def run_quickstart(
     for check in floors["checks"]:
         mark = "PASS" if check["passed"] else "FAIL"
         value = "n/a" if check["value"] is None else f"{check['value']:.3f}"
-        echo(f"{mark}  {check['name']}: {value} (threshold {check['threshold']:.3f})")
+        echo(
+            f"{mark}  {check['name']} ({floors['question_type']}): {value} "
+            f"(threshold {check['threshold']:.3f})"
+        )
     echo(f"results: {out / 'results.json'}  ({seconds:.0f} s)")
     return QuickstartResult(out, results, tables, floors, seconds)

@@ -367,6 +367,7 @@ class PlumTrainRecipe:
                             self.weights,
                             seg_loss=cfg.loss.seg_loss,
                             teacher_hidden=teacher,
+                            dice_scale=cfg.loss.dice_scale,
                         )
                         acc.backward(losses.total + touch_outputs(output))
                         if acc.sync_gradients and cfg.optim.max_grad_norm > 0:

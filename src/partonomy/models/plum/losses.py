@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -79,15 +80,13 @@ class LossBreakdown:
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Shifted next-token CE, ``logits`` ``(B, L, V)``, ``labels`` ``(B, L)`` (-100 = no loss)."""
-    shift_logits = logits[:, :-1].float()
     shift_labels = labels[:, 1:]
-    if not bool((shift_labels != -100).any()):
+    keep = shift_labels != -100
+    if not bool(keep.any()):
         return logits.sum().float() * 0.0
-    return F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.shape[-1]),
-        shift_labels.reshape(-1),
-        ignore_index=-100,
-    )
+    # Only labelled rows go through the (V-wide) softmax: same mean, far less work when most
+    # positions (image tokens, prompt, padding) carry no label.
+    return F.cross_entropy(logits[:, :-1][keep].float(), shift_labels[keep])
 
 
 def bio_loss(bio_logits: torch.Tensor, bio_labels: torch.Tensor) -> torch.Tensor:
@@ -181,6 +180,7 @@ def plum_loss(
     *,
     seg_loss: Literal["dice", "focal_tversky"] = "dice",
     teacher_hidden: torch.Tensor | None = None,
+    dice_scale: float = DICE_SCALE,
 ) -> LossBreakdown:
     """All terms and the weighted total (module docstring).
 
@@ -191,6 +191,8 @@ def plum_loss(
         weights: term weights (default :class:`LossWeights`).
         seg_loss: ``"dice"`` (stage 1) or ``"focal_tversky"`` (stage 2).
         teacher_hidden: ``(B, L, d)`` frozen-teacher hidden states (:func:`teacher_hidden_states`).
+        dice_scale: the Dice loss's pixel-sum divisor (1000 in the original, tuned for SAM's
+            1024-pixel inputs; 1 gives the plain soft Dice that small images need).
 
     Raises:
         ValueError: the output's masks do not line up with the batch's targets.
@@ -198,7 +200,7 @@ def plum_loss(
     weights = weights or LossWeights()
     lm = lm_loss(output.logits, batch.labels)
     bio = bio_loss(output.bio_logits, batch.bio_labels)
-    seg_fn = dice_loss if seg_loss == "dice" else focal_tversky_loss
+    seg_fn = partial(dice_loss, scale=dice_scale) if seg_loss == "dice" else focal_tversky_loss
     seg_terms, bce_terms = [], []
     for row, (masks, targets) in enumerate(zip(output.masks, batch.span_targets, strict=True)):
         if len(masks) != len(targets):

@@ -1,0 +1,78 @@
+"""``partonomy quickstart`` end to end: a reduced run by default, the full run (floors) as slow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from partonomy.cli.main import cli
+from partonomy.training.quickstart import QuickstartConfig, check_floors, run_quickstart
+
+
+def test_reduced_quickstart_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "qs"
+    lines: list[str] = []
+    cfg = QuickstartConfig(
+        n_images=30,
+        eval_limit=12,
+        train_overrides=["max_steps=3", "optim.warmup_steps=1", "checkpoint.every=2",
+                         "data.micro_batch_size=2", "num_threads=1"],
+    )  # fmt: skip
+    result = run_quickstart(out, cfg, progress=False, echo=lines.append)
+
+    saved = json.loads((out / "results.json").read_text())
+    assert saved == json.loads(json.dumps(result.results))
+    assert list(saved["models"]) == ["plum", "random", "whole_object", "oracle"]
+    oracle = saved["models"]["oracle"]["overall"]
+    assert oracle["macro_giou"] == 1.0 and oracle["accuracy"] == 1.0
+    assert saved["models"]["random"]["overall"]["macro_giou"] is None  # random draws no masks
+    plum = saved["models"]["plum"]["overall"]
+    assert plum["n_questions"] == min(12, saved["data"]["n_val"])
+    assert 0.0 <= plum["macro_giou"] <= 1.0
+    assert saved["train"]["steps"] == 3 and Path(saved["train"]["checkpoint"]).is_dir()
+    assert [c["name"] for c in saved["floors"]["checks"]] == [
+        "plum macro_giou >= 0.5",
+        "plum macro_giou >= 2 x whole_object",
+        "plum accuracy >= 0.4",
+    ]
+    # The printed tables: Table 2 and 3 layouts, one row per model.
+    text = "\n".join(lines)
+    assert "Table 2: segmentation" in text and "Table 3: text answer selection" in text
+    for name in ("plum", "random", "whole_object", "oracle"):
+        assert f"| {name} |" in result.tables
+    assert (out / "tables.md").read_text() == result.tables
+
+    # Running again continues: data reused, training already finished, evaluation redone.
+    again = run_quickstart(out, cfg, progress=False, echo=lambda _: None)
+    assert again.results["train"]["steps"] == 3
+    assert again.results["data"] == saved["data"]
+
+
+def test_floor_checks_hand_computed() -> None:
+    def res(macro: float | None, acc: float | None) -> dict:
+        ident = {"macro_giou": macro, "accuracy": acc}
+        positive = {"macro_giou": 0.9, "accuracy": 0.9}
+        return {"by_type": {"identification_with_label": ident, "positive_with_label": positive}}
+
+    ok = check_floors({"plum": res(0.6, 0.45), "whole_object": res(0.25, None)})
+    assert ok["passed"] and ok["question_type"] == "identification_with_label"
+    assert [c["threshold"] for c in ok["checks"]] == [0.5, 0.5, 0.4]
+    low = check_floors({"plum": res(0.55, 0.3), "whole_object": res(0.3, None)})
+    assert [c["passed"] for c in low["checks"]] == [True, False, False]  # 0.55 < 2 x 0.3
+    none = check_floors({"plum": res(None, None), "whole_object": res(0.3, None)})
+    assert not none["passed"]
+
+
+def test_cli_quickstart_help() -> None:
+    result = CliRunner().invoke(cli, ["quickstart", "--help"])
+    assert result.exit_code == 0 and "--out" in result.output
+
+
+@pytest.mark.slow
+def test_full_quickstart_reaches_the_learning_floors(tmp_path: Path) -> None:
+    result = run_quickstart(tmp_path / "qs", progress=False, echo=print)
+    assert result.floors["passed"], result.floors
+    assert result.seconds < 600
