@@ -76,7 +76,7 @@ def test_checkpoint_round_trip_to_inference_model(synth_qa: Path, tmp_path: Path
     # Merged LoRA gives the same outputs as the adapters.
     merged, _ = ckpt.load_plum_checkpoint(result.final_checkpoint, merge_lora=True)
     assert not any("lora_" in n for n, _ in merged.named_parameters() if _.requires_grad)
-    batch = recipe.processor.collate([recipe._example(0)])
+    batch = recipe.processor.collate([recipe.batches.encode(0)])
     with torch.no_grad():
         a = model(batch)
         b = merged(batch)

@@ -158,3 +158,14 @@ def test_merge_lora_keeps_outputs() -> None:
         assert merge_lora(model) == 2 * model.llava.config.text_config.num_hidden_layers
         after = lm(input_ids=ids).last_hidden_state
     torch.testing.assert_close(before, after, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("train_encoder", [True, False])
+def test_conv_sam_encoder_follows_the_sam_image_encoder_flag(train_encoder: bool) -> None:
+    model, processor = build_plum(tiny_config(**{**TINY, "sam": {**TINY["sam"], "encoder": "conv"}}))
+    spec = TrainableSpec(sam_image_encoder=train_encoder)
+    names = set_trainable(model, spec, new_token_ids=processor_new_token_ids(processor))
+    conv = {n for n, _ in model.named_parameters() if n.startswith("sam.vision_encoder.layers.")}
+    assert conv
+    assert (conv <= set(names)) if train_encoder else not (conv & set(names))
+    assert set(names) == _expected(model, spec)

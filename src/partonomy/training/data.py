@@ -16,6 +16,7 @@ trained only the last split; see docs/training.md).
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,25 @@ def part_masks(qa: QAPair) -> dict[str, np.ndarray]:
     return out
 
 
+def part_positions(answer: str, parts: Sequence[str]) -> dict[str, int]:
+    """Character offset of each part name's first whole-word occurrence in ``answer``.
+
+    Longer names claim their text first, so "wing" is not found inside an earlier "left wing"
+    (the same rule the BIO targets use on tokens). Parts that do not occur are left out.
+    """
+    claimed: list[tuple[int, int]] = []
+    found: dict[str, int] = {}
+    for part in sorted(parts, key=len, reverse=True):
+        pattern = re.compile(rf"(?<![\w]){re.escape(part)}(?![\w])")
+        for match in pattern.finditer(answer):
+            lo, hi = match.span()
+            if all(hi <= a or lo >= b for a, b in claimed):
+                claimed.append((lo, hi))
+                found[part] = lo
+                break
+    return found
+
+
 def qa_to_samples(
     qa: QAPair, image: np.ndarray | Path, *, object_turn: bool = True, source: str = ""
 ) -> tuple[list[TrainingSample], int]:
@@ -133,8 +153,8 @@ def qa_to_samples(
     """
     answer = qa.answer_choices[qa.correct_index]
     masks = part_masks(qa)
-    found = {p: m for p, m in masks.items() if p in answer}
-    ordered = dict(sorted(found.items(), key=lambda kv: answer.find(kv[0])))
+    starts = part_positions(answer, list(masks))
+    ordered = {p: masks[p] for p in sorted(starts, key=starts.__getitem__)}
     meta = {"question_id": qa.question_id, "question_type": qa.question_type}
     history: list[tuple[str, str]] = []
     if qa.question_type == "whole_to_part" and qa.object_question is not None:
@@ -163,7 +183,7 @@ def qa_to_samples(
                 meta={**meta, "turn": "object"},
             )
         )
-    return samples, len(masks) - len(found)
+    return samples, len(masks) - len(ordered)
 
 
 def _one_per_image(records: list[QAPair], seed: int) -> list[QAPair]:
@@ -238,7 +258,7 @@ def load_qa_samples(cfg: QADataConfig) -> SampleSet:
         before = len(makers)
         for qa in records:
             answer = qa.answer_choices[qa.correct_index]
-            unmatched += sum(p not in answer for p in qa.correct_parts)
+            unmatched += len(qa.correct_parts) - len(part_positions(answer, qa.correct_parts))
             image = _resolve_image(qa, path, cfg.image_root)
             n = 2 if cfg.object_turn and qa.question_type == "part_to_whole" else 1
             makers.extend(_maker(qa, image, cfg.object_turn, path.stem, k) for k in range(n))

@@ -63,25 +63,27 @@ class QuickstartConfig:
         val_fraction: share of images held out for evaluation.
         eval_batch_size: questions per model call in evaluation.
         eval_limit: evaluate only the first N val questions (None: all).
+        plum_options: extra options of the ``plum`` model. The tiny LM is trained on answer
+            tokens only (``loss.lm_tokens: answer``, the original's LM loss), so choices are
+            scored by the mean cross-entropy of the answer tokens (``choice_score: answer``):
+            the paper's whole-conversation mean would be dominated by the never-trained system
+            prompt and favour the shortest choice.
         train_overrides: extra ``key=value`` overrides of the training config.
         floors: the learning floors checked on the val split (see :func:`check_floors`).
     """
 
-    n_images: int = 2500
+    n_images: int = 3500
     size: int = 64
     synth_preset: str = "easy"
     synth: dict[str, Any] = field(default_factory=lambda: dict(QUICKSTART_WORLD))
     seed: int = 0
     types: list[str] = field(
-        default_factory=lambda: [
-            "identification",
-            "identification_with_label",
-            "positive_with_label",
-        ]
+        default_factory=lambda: ["identification_with_label", "positive_with_label"]
     )
     val_fraction: float = 0.1
     eval_batch_size: int = 8
     eval_limit: int | None = None
+    plum_options: dict[str, Any] = field(default_factory=lambda: {"choice_score": "answer"})
     train_overrides: list[str] = field(default_factory=list)
     floors: bool = True
 
@@ -270,6 +272,7 @@ def run_quickstart(
             "checkpoint": str(trained.final_checkpoint),
             "device": "cpu",
             "batch_size": cfg.eval_batch_size,
+            **cfg.plum_options,
         },
         "random": {},
         "whole_object": {},

@@ -32,15 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from partonomy.data.sample import TrainingSample
-from partonomy.errors import ConfigError, FormatError
+from partonomy.errors import ConfigError
 from partonomy.io.atomic import JsonlAppender, atomic_write_text, read_jsonl_tolerant
 from partonomy.models.plum.trainable import EMBEDDING_PATH, set_trainable
 from partonomy.training import checkpoint as ckpt
+from partonomy.training.batches import Batches, touch_outputs
 from partonomy.training.config import TrainConfig, dump_train_config
 from partonomy.training.data import load_samples
 from partonomy.training.distributed import engine_in_use, make_accelerator
@@ -76,37 +76,6 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _load_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError) as err:
-        raise FormatError(f"cannot read training image {path}: {err}", file=path) from None
-
-
-def touch_outputs(output: Any) -> torch.Tensor:
-    """``0 *`` the sum of every grad-requiring tensor of a model output (a 0-d float tensor).
-
-    Added to the loss so that every output reaches it: DDP (``find_unused_parameters``) expects a
-    gradient for every parameter that produced an output tensor, and SAM's IoU head produces
-    ``iou_predictions``, which no loss term uses. Values and gradients are unchanged.
-    """
-    from torch.nn.parallel.distributed import _find_tensors
-
-    touched = [t.float().sum() for t in _find_tensors(output) if t.requires_grad]
-    if not touched:
-        return torch.zeros(())
-    return torch.stack(touched).sum() * 0.0
-
-
-def conversation_labels(batch: Any, image_token_id: int) -> torch.Tensor:
-    """LM labels on every real text token (system prompt, questions, answers), -100 elsewhere."""
-    keep = batch.attention_mask.bool() & (batch.input_ids != image_token_id)
-    return torch.where(keep, batch.input_ids, torch.full_like(batch.input_ids, -100))
-
-
 class PlumTrainRecipe:
     """Train PLUM as ``cfg`` says.
 
@@ -127,8 +96,6 @@ class PlumTrainRecipe:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.step = 0
         self.data_pos = 0  # global micro-batches consumed
-        self._cache: dict[int, Any] = {}
-        self._warned: set[int] = set()
 
     # ---------------------------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -192,7 +159,6 @@ class PlumTrainRecipe:
                     "(the 'trainable' or 'model' section changed); resume with the same config"
                 )
             ckpt.load_weights(model, resume_from, manifest)
-        self.image_token_id = model.image_token_id
         model.train()
 
         self.samples: Sequence[TrainingSample] = load_samples(cfg.data)
@@ -202,6 +168,16 @@ class PlumTrainRecipe:
             world_size=self.world,
             seed=cfg.seed,
             shuffle=cfg.data.shuffle,
+        )
+        self.batches = Batches(
+            self.samples,
+            self.processor,
+            self.plan,
+            rank=self.rank,
+            cache=cfg.data.cache_encoded,
+            all_occurrences=cfg.data.all_occurrences,
+            lm_tokens=cfg.loss.lm_tokens,
+            image_token_id=model.image_token_id,
         )
         optimizer = build_optimizer(model.parameters(), cfg.optim)
         self.scheduler = build_scheduler(optimizer, cfg.optim, cfg.max_steps)
@@ -278,7 +254,11 @@ class PlumTrainRecipe:
             )
         else:
             self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        # Keep this config's schedule function (a changed max_steps extends the decay); take
+        # only the position (last step, base rates) from the checkpoint.
+        scheduler_state = dict(state["scheduler"])
+        scheduler_state["lr_lambdas"] = [None] * len(scheduler_state["lr_lambdas"])
+        self.scheduler.load_state_dict(scheduler_state)
         self.step = int(state["step"])
         self.data_pos = int(state["data_position"])
         ckpt.restore_rng(path, self.rank)
@@ -292,39 +272,10 @@ class PlumTrainRecipe:
         log.info("resumed from %s at step %d", path, self.step)
 
     # ----------------------------------------------------------------------------------- data
-    def _example(self, index: int) -> Any:
-        if index in self._cache:
-            return self._cache[index]
-        sample = self.samples[index]
-        image = sample.image if isinstance(sample.image, np.ndarray) else _load_rgb(sample.image)
-        history, (question, answer) = sample.conversation[:-1], sample.conversation[-1]
-        try:
-            example = self.processor.encode(
-                image,
-                history,
-                question,
-                answer,
-                sample.masks or None,
-                all_occurrences=self.cfg.data.all_occurrences,
-            )
-        except ValueError as err:  # a part name that cannot be tagged: keep the text, drop masks
-            if index not in self._warned:
-                self._warned.add(index)
-                log.warning(
-                    "sample %d (%s): %s; training it without masks", index, sample.meta, err
-                )
-            example = self.processor.encode(image, history, question, answer, None)
-        if self.cfg.data.cache_encoded:
-            self._cache[index] = example
-        return example
-
     def next_batch(self) -> Any:
         """This process's next micro-batch (advances the data position), on the device."""
-        indices = self.plan.indices(self.data_pos, self.rank)
+        batch = self.batches.batch(self.data_pos)
         self.data_pos += 1
-        batch = self.processor.collate([self._example(i) for i in indices])
-        if self.cfg.loss.lm_tokens == "conversation":
-            batch.labels = conversation_labels(batch, self.image_token_id)
         return batch.to(self.accelerator.device)
 
     # ---------------------------------------------------------------------------------- train
@@ -495,7 +446,8 @@ class PlumTrainRecipe:
     # -------------------------------------------------------------------------------- cleanup
     def cleanup(self) -> None:
         """Release the process group and free cached encodings."""
-        self._cache.clear()
+        if hasattr(self, "batches"):
+            self.batches.clear()
         acc = getattr(self, "accelerator", None)
         if acc is not None:
             acc.end_training()

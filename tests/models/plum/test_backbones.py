@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from partonomy.errors import ConfigError
+from partonomy.models.backbones.conv_encoder import ConvImageEncoder
 from partonomy.models.backbones.llava import LlavaConfig, build_llava, load_tokenizer
 from partonomy.models.backbones.sam import SamConfig, build_sam, sam_geometry
 from partonomy.models.backbones.sam_layout import (
@@ -220,6 +221,41 @@ def test_sam_errors(tmp_path):
         build_sam(SamConfig(pretrained=str(tmp_path / "missing"), layout="hf"))
     with pytest.raises(ConfigError, match=r"multiple of sam\.patch_size"):
         SamConfig(image_size=100, patch_size=8)
+
+
+@pytest.mark.parametrize(("image_size", "patch_size"), [(64, 4), (64, 2), (96, 8), (32, 1)])
+def test_conv_encoder_replaces_the_vit_on_the_same_grid(image_size, patch_size):
+    cfg = SamConfig(image_size=image_size, patch_size=patch_size, decoder_hidden=48, encoder="conv")
+    sam = build_sam(cfg)
+    assert isinstance(sam.vision_encoder, ConvImageEncoder)
+    assert not any(n.startswith("vision_encoder.layers.0.attn") for n, _ in sam.named_parameters())
+    geo = sam_geometry(sam)
+    pixels = torch.randn(2, 3, image_size, image_size)
+    out = sam.vision_encoder(pixels)
+    assert out[0] is out.last_hidden_state
+    assert out[0].shape == (2, geo.prompt_dim, *geo.embed_size)
+    # The decoder built for the ViT's grid runs on the conv embeddings unchanged.
+    pe = sam.get_image_wide_positional_embeddings().expand(2, -1, -1, -1)
+    dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+    low, _ = sam.mask_decoder(
+        image_embeddings=out[0],
+        image_positional_embeddings=pe,
+        sparse_prompt_embeddings=torch.randn(2, 1, 1, geo.prompt_dim),
+        dense_prompt_embeddings=dense.expand(2, -1, *geo.embed_size),
+        multimask_output=False,
+    )
+    assert low.shape == (2, 1, 1, *geo.low_res_size)
+
+
+def test_conv_encoder_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be combined with sam.pretrained"):
+        SamConfig(pretrained=str(tmp_path), encoder="conv")
+    with pytest.raises(ConfigError, match="power-of-two"):
+        SamConfig(image_size=96, patch_size=6, encoder="conv")
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        SamConfig(encoder="conv", conv_width=12)
+    with pytest.raises(ValueError, match="power of two"):
+        ConvImageEncoder(patch_size=3, width=8, out_channels=16)
 
 
 def test_sam_hf_round_trip(tmp_path):

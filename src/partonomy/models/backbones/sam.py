@@ -6,7 +6,8 @@ Two checkpoint layouts load into it:
 * ``original``: a segment-anything state-dict file such as ``sam_vit_h_4b8939.pth``, mapped by
   :mod:`partonomy.models.backbones.sam_layout` (the architecture is read off the tensor shapes).
 
-With ``pretrained=None`` a tiny random SAM is built from the size fields. Sizes that PLUM's modules
+With ``pretrained=None`` a tiny random SAM is built from the size fields, with SAM's ViT or, for
+fast from-scratch learning, a small convolutional encoder in its place (``encoder: conv``). Sizes that PLUM's modules
 need (prompt width ``D_sam``, image-embedding grid ``h x w``, low-res mask size, encoder input side)
 are read from the built model's config by :func:`sam_geometry`, never assumed.
 """
@@ -36,6 +37,10 @@ class SamConfig:
         image_size: tiny encoder input side (pixels; images are resized longest-side then padded).
         vision_hidden, vision_layers, vision_heads, patch_size: tiny ViT sizes.
         decoder_hidden: prompt / mask-decoder width ``D_sam`` (256 in real SAM: the paper's "256").
+        encoder: the tiny SAM's image encoder: ``vit`` (SAM's own architecture, scaled down) or
+            ``conv`` (:class:`~partonomy.models.backbones.conv_encoder.ConvImageEncoder`, which
+            learns small parts far faster from scratch). Only for ``pretrained=None``.
+        conv_width: channels of the ``conv`` encoder (a multiple of 8).
     """
 
     pretrained: str | None = None
@@ -47,8 +52,23 @@ class SamConfig:
     vision_heads: int = 4
     patch_size: int = 8
     decoder_hidden: int = 32
+    encoder: Literal["vit", "conv"] = "vit"
+    conv_width: int = 32
 
     def __post_init__(self) -> None:
+        if self.encoder == "conv":
+            if self.pretrained is not None:
+                raise ConfigError(
+                    "sam.encoder='conv' builds a random tiny SAM; it cannot be combined with "
+                    f"sam.pretrained={self.pretrained!r} (pretrained SAM keeps its ViT: remove "
+                    "sam.encoder or sam.pretrained)"
+                )
+            if self.patch_size & (self.patch_size - 1):
+                raise ConfigError(
+                    f"sam.encoder='conv' needs a power-of-two sam.patch_size, got {self.patch_size}"
+                )
+            if self.conv_width % 8:
+                raise ConfigError(f"sam.conv_width must be a multiple of 8, got {self.conv_width}")
         if self.image_size % self.patch_size:
             raise ConfigError(
                 f"sam.image_size ({self.image_size}) must be a multiple of sam.patch_size ({self.patch_size})"
@@ -146,6 +166,14 @@ def build_sam(cfg: SamConfig) -> SamModel:
     model: Any
     if cfg.pretrained is None:
         model = SamModel(tiny_sam_config(cfg))  # type: ignore[arg-type]
+        if cfg.encoder == "conv":
+            from partonomy.models.backbones.conv_encoder import ConvImageEncoder
+
+            # Same output grid and width as the ViT it replaces, so the prompt encoder and
+            # mask decoder built from the config above fit it unchanged.
+            model.vision_encoder = ConvImageEncoder(
+                patch_size=cfg.patch_size, width=cfg.conv_width, out_channels=cfg.decoder_hidden
+            )
     elif cfg.layout == "hf":
         if not Path(cfg.pretrained).is_dir():
             raise ConfigError(

@@ -129,7 +129,7 @@ class PlumModel(nn.Module):
         Runs under ``no_grad`` when no encoder parameter requires grad (the frozen default).
         """
         encoder = self.sam.vision_encoder
-        dtype = encoder.patch_embed.projection.weight.dtype
+        dtype = next(encoder.parameters()).dtype
         pixels = sam_pixel_values.to(dtype)
         if any(p.requires_grad for p in encoder.parameters()):
             return encoder(pixels)[0]
