@@ -162,7 +162,9 @@ def test_merge_lora_keeps_outputs() -> None:
 
 @pytest.mark.parametrize("train_encoder", [True, False])
 def test_conv_sam_encoder_follows_the_sam_image_encoder_flag(train_encoder: bool) -> None:
-    model, processor = build_plum(tiny_config(**{**TINY, "sam": {**TINY["sam"], "encoder": "conv"}}))
+    model, processor = build_plum(
+        tiny_config(**{**TINY, "sam": {**TINY["sam"], "encoder": "conv"}})
+    )
     spec = TrainableSpec(sam_image_encoder=train_encoder)
     names = set_trainable(model, spec, new_token_ids=processor_new_token_ids(processor))
     conv = {n for n, _ in model.named_parameters() if n.startswith("sam.vision_encoder.layers.")}

@@ -248,7 +248,7 @@ def test_conv_encoder_replaces_the_vit_on_the_same_grid(image_size, patch_size):
 
 
 def test_conv_encoder_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="cannot be combined with sam.pretrained"):
+    with pytest.raises(ConfigError, match=r"cannot be combined with sam\.pretrained"):
         SamConfig(pretrained=str(tmp_path), encoder="conv")
     with pytest.raises(ConfigError, match="power-of-two"):
         SamConfig(image_size=96, patch_size=6, encoder="conv")

@@ -158,7 +158,10 @@ def test_predicted_spans_come_from_the_answer(built):
     [
         ({"image_size": 32, "patch_size": 8}, {"image_size": 64, "patch_size": 8}),
         ({"image_size": 48, "patch_size": 16}, {"image_size": 96, "patch_size": 16}),
-        ({"image_size": 32, "patch_size": 8}, {"image_size": 64, "patch_size": 4, "encoder": "conv"}),
+        (
+            {"image_size": 32, "patch_size": 8},
+            {"image_size": 64, "patch_size": 4, "encoder": "conv"},
+        ),
     ],
 )
 def test_sizes_come_from_the_configs(llava, sam):
