@@ -10,7 +10,9 @@ Usage::
     .venv/bin/python benchmarks/probe_sam_encoder.py --encoder conv --steps 1000
     .venv/bin/python benchmarks/probe_sam_encoder.py --encoder vit --device cuda --steps 2000
 
-Prints one JSON line: ``{"encoder", "conv_width", "patch_size", "held_out_iou": [[step, iou], ...], "seconds"}``.
+Prints one JSON line: ``{"encoder", "conv_width", "patch_size", "held_out_iou": [[step, iou], ...],
+"step_ms", "seconds"}``, where ``step_ms`` is the median training step (forward, backward, AdamW
+over ``--batch-size`` masks, each with its own image encoding).
 """
 
 from __future__ import annotations
@@ -114,8 +116,9 @@ def main() -> None:
         ]
 
     rng = np.random.default_rng(0)
-    history, start = [], time.perf_counter()
+    history, step_times, start = [], [], time.perf_counter()
     for step in range(args.steps + 1):
+        tick = time.perf_counter()
         logit, target = logits(rng.choice(train, args.batch_size).tolist())
         prob = logit.sigmoid()
         inter, total = (prob * target).sum((1, 2)), prob.sum((1, 2)) + target.sum((1, 2))
@@ -126,6 +129,7 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
+        step_times.append(time.perf_counter() - tick)
         if step % args.every == 0 or step == args.steps:
             ious: list[float] = []
             with torch.no_grad():
@@ -138,6 +142,7 @@ def main() -> None:
     width = args.conv_width if args.encoder == "conv" else None
     print(json.dumps({"encoder": args.encoder, "conv_width": width, "patch_size": args.patch_size,
                       "held_out_iou": history,
+                      "step_ms": round(1000 * float(np.median(step_times[1:] or step_times))),
                       "seconds": round(time.perf_counter() - start, 1)}))  # fmt: skip
 
 

@@ -2,53 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
 
 from partonomy.models.plum.generation import generate
 
+# The tiny LLaVA of conftest.py's ``lm`` fixture.
 VOCAB = 300
 IMAGE = VOCAB - 1
 N_IMAGE = 16
 HIDDEN = 32
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny matrices: with other processes on the 2 cores, spinning OpenMP threads cost ~100x.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def lm() -> LlavaForConditionalGeneration:
-    torch.manual_seed(0)
-    cfg = LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=32,
-            patch_size=8,
-        ),
-        text_config=LlamaConfig(
-            hidden_size=HIDDEN,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=VOCAB,
-        ),
-        image_token_index=IMAGE,
-        image_seq_length=N_IMAGE,
-    )
-    return LlavaForConditionalGeneration(cfg).eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _prompts() -> tuple[list[torch.Tensor], torch.Tensor]:

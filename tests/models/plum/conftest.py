@@ -1,0 +1,54 @@
+"""Shared fixtures of the PLUM tests: a tiny random LLaVA and a one-thread guard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+TINY_VOCAB = 300
+"""Vocabulary of :func:`lm`; its last id is the ``<image>`` token."""
+TINY_IMAGE_TOKENS = 16
+"""``<image>`` tokens per image in :func:`lm`: (32 / 8) ** 2 CLIP patches."""
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Run a module's tests on one torch thread.
+
+    Tiny matrices: with other processes on the 2 cores, OpenMP's spinning threads make each
+    forward ~100x slower than one thread. Opt in with ``pytestmark = usefixtures("one_thread")``.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def lm() -> LlavaForConditionalGeneration:
+    """A tiny random HF LLaVA (seed 0, eval mode): 2-layer LLaMA, 32 wide, GQA 4/2 heads."""
+    torch.manual_seed(0)
+    cfg = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        ),
+        text_config=LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=TINY_VOCAB,
+        ),
+        image_token_index=TINY_VOCAB - 1,
+        image_seq_length=TINY_IMAGE_TOKENS,
+    )
+    return LlavaForConditionalGeneration(cfg).eval()
