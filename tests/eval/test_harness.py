@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from partonomy.eval.harness import (
     parse_model_options,
     run_eval,
 )
+from partonomy.eval.run_dir import locked_out_dir
 from partonomy.eval.scoring import METRIC_KEYS
 from partonomy.io.predictions import load_predictions
 from partonomy.io.qa_pairs import OBJECT_QUESTION_TYPES
@@ -160,6 +162,18 @@ def test_other_model_options_or_qa_file_refused_unless_overwrite(qa_file, tmp_pa
     results = _run(other, out, "oracle", overwrite=True)
     assert results["overall"]["n_questions"] == 5
     assert len(load_predictions(out / PREDICTIONS_FILE)) == 5
+
+
+def test_a_second_concurrent_run_on_the_same_out_is_refused(qa_file, tmp_path):
+    out = tmp_path / "run"
+    with locked_out_dir(out):  # stands in for a run that is still writing
+        assert (out / ".lock").read_text() == str(os.getpid())
+        with pytest.raises(ConfigError, match=rf"another `partonomy eval` \(pid {os.getpid()}\)"):
+            _run(qa_file, out, "oracle", overwrite=True)
+        assert not (out / CONFIG_FILE).exists() and not (out / PREDICTIONS_FILE).exists()
+        _run(qa_file, tmp_path / "elsewhere", "oracle")  # other directories are free
+    # Released: the next run goes ahead.
+    assert _run(qa_file, out, "oracle")["overall"]["n_questions"] == N_QUESTIONS
 
 
 def test_predictions_without_config_are_refused(qa_file, tmp_path):

@@ -54,6 +54,7 @@ from partonomy.eval.run_dir import (
     RESULTS_FILE,
     file_sha256,
     load_done,
+    locked_out_dir,
     prepare_out_dir,
 )
 from partonomy.io.atomic import JsonlAppender, atomic_write_json
@@ -284,30 +285,30 @@ def run_eval(cfg: EvalConfig, *, model: GroundingModel | None = None) -> EvalOut
 
         MODELS.get(cfg.model)  # fail on a typo before any file is touched
     prepared = _prepare_records(cfg, qa_path, selection)
-    out.mkdir(parents=True, exist_ok=True)
-    prepare_out_dir(out, _run_config(cfg, qa_path, file_sha256(qa_path)), cfg.overwrite)
+    with locked_out_dir(out):
+        prepare_out_dir(out, _run_config(cfg, qa_path, file_sha256(qa_path)), cfg.overwrite)
 
-    predictions_path = out / PREDICTIONS_FILE
-    done = load_done(predictions_path, {qa.question_id for qa in records})
-    pending = [p for p in prepared if p.qa.question_id not in done]
-    n_resumed = len(prepared) - len(pending)
-    if pending:
-        # results.json only ever describes a finished run
-        (out / RESULTS_FILE).unlink(missing_ok=True)
-        if model is None:
-            model = build_model(cfg.model, cfg.model_options)
-        _predict_all(cfg, model, pending, n_resumed, len(prepared), predictions_path, done)
+        predictions_path = out / PREDICTIONS_FILE
+        done = load_done(predictions_path, {qa.question_id for qa in records})
+        pending = [p for p in prepared if p.qa.question_id not in done]
+        n_resumed = len(prepared) - len(pending)
+        if pending:
+            # results.json only ever describes a finished run
+            (out / RESULTS_FILE).unlink(missing_ok=True)
+            if model is None:
+                model = build_model(cfg.model, cfg.model_options)
+            _predict_all(cfg, model, pending, n_resumed, len(prepared), predictions_path, done)
 
-    selected = {p.qa.question_id for p in prepared}
-    results = score_run(
-        [p.qa for p in prepared],
-        {qid: pred for qid, pred in done.items() if qid in selected},
-        matching=cfg.matching,
-        missing=cfg.missing,
-        qa_file=qa_path,
-        predictions_file=predictions_path,
-    )
-    atomic_write_json(out / RESULTS_FILE, results)
+        selected = {p.qa.question_id for p in prepared}
+        results = score_run(
+            [p.qa for p in prepared],
+            {qid: pred for qid, pred in done.items() if qid in selected},
+            matching=cfg.matching,
+            missing=cfg.missing,
+            qa_file=qa_path,
+            predictions_file=predictions_path,
+        )
+        atomic_write_json(out / RESULTS_FILE, results)
     return EvalOutcome(results, out, len(prepared), n_resumed, len(pending))
 
 

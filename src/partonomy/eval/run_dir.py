@@ -3,13 +3,18 @@
 ``config.json`` names the run; a rerun resumes in the same directory only when the
 :data:`IDENTITY_KEYS` match (model, model options, QA file content). ``predictions.jsonl`` holds
 one line per finished question; a torn last line (a killed run) is dropped. ``results.json`` is
-written once every question is predicted.
+written once every question is predicted. ``.lock`` is held (``flock``) by the one run writing the
+directory: a second concurrent run on the same directory is refused, and a killed run's lock is
+released by the kernel, so resuming after ``kill -9`` needs no clean-up.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,7 @@ from partonomy.io.predictions import Prediction, parse_prediction
 CONFIG_FILE = "config.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 RESULTS_FILE = "results.json"
+LOCK_FILE = ".lock"
 IDENTITY_KEYS = ("model", "model_options", "qa_sha256")
 """The config.json keys that must match for a rerun to resume in the same directory."""
 
@@ -31,6 +37,45 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextmanager
+def locked_out_dir(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` exclusively for the duration of the block.
+
+    Two runs appending to one ``predictions.jsonl`` would interleave lines and each skip the
+    other's questions, so the second run fails fast instead of waiting. The lock is advisory
+    (``fcntl.flock``) and tied to the open file: the kernel drops it when the process exits,
+    however it exits. On platforms without ``fcntl`` no lock is taken.
+
+    Raises:
+        ConfigError: another process holds the lock (its pid is named when known).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_FILE
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise ConfigError(
+                f"another `partonomy eval` (pid {holder}) is writing to {out}; wait for it to "
+                "finish, or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def prepare_out_dir(out: Path, run_config: dict[str, Any], overwrite: bool) -> None:
