@@ -90,6 +90,23 @@ def test_fresh_run_refuses_a_dir_with_checkpoints(synth_qa: Path, tmp_path: Path
         PlumTrainRecipe(_cfg(synth_qa, tmp_path / "run", max_steps=1)).setup()
 
 
+def test_resume_with_another_model_config_names_the_keys(synth_qa: Path, tmp_path: Path) -> None:
+    run_training(_cfg(synth_qa, tmp_path / "run", max_steps=1))
+    changed = _cfg(synth_qa, tmp_path / "run", max_steps=2, resume="auto",
+                   **{"model.sam.decoder_hidden": 48, "model.bidir_ff": 32})  # fmt: skip
+    with pytest.raises(
+        ConfigError, match=r"model\.bidir_ff: 64 -> 32; model\.sam\.decoder_hidden: 32 -> 48"
+    ):
+        PlumTrainRecipe(changed).setup()
+    # Where the backbones live is not part of the model's identity: a checkpoint whose tokenizer
+    # was read from another place resumes.
+    saved = tmp_path / "run" / "checkpoints" / "final" / ckpt.CONFIG
+    text = saved.read_text()
+    assert "tokenizer: llama_sentencepiece" in text
+    saved.write_text(text.replace("tokenizer: llama_sentencepiece", "tokenizer: /elsewhere/tok"))
+    assert run_training(_cfg(synth_qa, tmp_path / "run", max_steps=2, resume="auto")).steps == 2
+
+
 def test_atomic_commit_and_listing(tmp_path: Path) -> None:
     root = tmp_path / "checkpoints"
     for step in (2, 10):

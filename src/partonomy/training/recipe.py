@@ -152,6 +152,7 @@ class PlumTrainRecipe:
                     skipped[0],
                 )
         if resume_from is not None:
+            self._check_same_model(resume_from)
             manifest = ckpt.read_manifest(resume_from)
             if manifest.trainable != self.trainable:
                 raise ConfigError(
@@ -270,6 +271,33 @@ class PlumTrainRecipe:
                 for record in kept:
                     out.write(record)
         log.info("resumed from %s at step %d", path, self.step)
+
+    def _check_same_model(self, checkpoint: Path) -> None:
+        """Refuse to resume ``checkpoint`` when its ``model`` section differs from this config's.
+
+        Paths of pretrained weights and tokenizers are not compared: they are locations that
+        legitimately change between machines (a wrong file still fails on tensor shapes).
+
+        Raises:
+            ConfigError: naming each differing ``model.*`` key with both values.
+        """
+        from partonomy.config import to_dict
+        from partonomy.training.config import load_train_config
+
+        saved = _flatten(to_dict(load_train_config(checkpoint / ckpt.CONFIG).model), "model")
+        now = _flatten(to_dict(self.cfg.model), "model")
+        changed = [
+            f"{key}: {saved.get(key)!r} -> {now.get(key)!r}"
+            for key in sorted(saved.keys() | now.keys())
+            if saved.get(key) != now.get(key)
+            and key.rsplit(".", 1)[-1] not in _LOCATION_KEYS
+        ]
+        if changed:
+            raise ConfigError(
+                f"{checkpoint} was trained with another model config ({'; '.join(changed)}). "
+                f"Resume with the checkpoint's config, or train into a new run_dir (the "
+                f"quickstart: a new --out) or delete {self.run_dir}"
+            )
 
     # ----------------------------------------------------------------------------------- data
     def next_batch(self) -> Any:
@@ -463,3 +491,18 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         return recipe.train()
     finally:
         recipe.cleanup()
+
+
+_LOCATION_KEYS = frozenset({"pretrained", "tokenizer"})
+
+
+def _flatten(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"prefix.a.b": 1}`` (lists and scalars are leaves)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
