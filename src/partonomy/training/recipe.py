@@ -289,8 +289,7 @@ class PlumTrainRecipe:
         changed = [
             f"{key}: {saved.get(key)!r} -> {now.get(key)!r}"
             for key in sorted(saved.keys() | now.keys())
-            if saved.get(key) != now.get(key)
-            and key.rsplit(".", 1)[-1] not in _LOCATION_KEYS
+            if saved.get(key) != now.get(key) and key.rsplit(".", 1)[-1] not in _LOCATION_KEYS
         ]
         if changed:
             raise ConfigError(
