@@ -98,3 +98,14 @@ def test_empty_root(tmp_path):
     report = check_tree(tmp_path, "all")
     assert not report.ok and all(r.status == "missing" for r in report.results)
     assert _run(tmp_path).exit_code == 1
+
+
+def test_progress_bar_names_each_dataset_on_stderr(full_tree, capsys):
+    report = check_tree(full_tree, "stage2", progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "data check" in captured.err
+    assert all(r.name in captured.err for r in report.results)
+    check_tree(full_tree, "stage2")  # the library default is quiet
+    assert capsys.readouterr().err == ""
+    assert _run(full_tree, "--config", "stage2", "--no-progress").exit_code == 0

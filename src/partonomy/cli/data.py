@@ -24,12 +24,13 @@ def command() -> None:
     help="Which training stage's datasets must be present.",
 )
 @click.option("--deep", is_flag=True, help="Parse and validate the big annotation files too.")
-def check(root: str, config: str, deep: bool) -> None:
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def check(root: str, config: str, deep: bool, no_progress: bool) -> None:
     """Walk the seed README's dataset/ tree at ROOT and report found / missing / malformed.
 
     Exits with status 1 when a dataset CONFIG needs is missing or malformed.
     """
-    report = check_tree(root, config, deep=deep)
+    report = check_tree(root, config, deep=deep, progress=not no_progress)
     click.echo(report.render())
     if not report.ok:
         sys.exit(1)
