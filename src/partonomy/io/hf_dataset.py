@@ -28,6 +28,7 @@ RLE) in the same key order, and images with identical bytes. Everything runs off
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -392,7 +393,8 @@ def hf_to_qa(
     if qa_path.exists() and not overwrite:
         raise ConfigError(f"{qa_path} exists; pass --overwrite to replace it")
     records: list[QAPair] = []
-    written: dict[Path, bytes] = {}
+    # sha256 of each image written, not its bytes: a 74K-image split would hold gigabytes.
+    written: dict[Path, str] = {}
     seen: dict[str, int] = {}
     for qa, data in tqdm(iter_hf_records(hf_dir), desc="convert to JSON", disable=not progress):
         index = len(records)
@@ -405,8 +407,9 @@ def hf_to_qa(
             )
         seen[qa.question_id] = index
         target = image_target(images_dir, qa.image_path, file=hf_dir, record=index)
+        digest = hashlib.sha256(data).hexdigest()
         if target in written:
-            if written[target] != data:
+            if written[target] != digest:
                 raise FormatError(
                     f"two different images are stored for {qa.image_path!r}",
                     file=hf_dir,
@@ -417,7 +420,7 @@ def hf_to_qa(
             if target.exists() and not overwrite and target.read_bytes() != data:
                 raise ConfigError(f"{target} exists with other content; pass --overwrite")
             atomic_write_bytes(target, data)
-            written[target] = data
+            written[target] = digest
         records.append(qa)
     save_qa_pairs(records, qa_path, indent=indent)
     return HfSummary(len(records), len(written), [qa_path, *sorted(written)])
