@@ -294,7 +294,7 @@ class PlumTrainRecipe:
         if changed:
             raise ConfigError(
                 f"{checkpoint} was trained with another model config ({'; '.join(changed)}). "
-                f"Resume with the checkpoint's config, or train into a new run_dir (the "
+                "Resume with the checkpoint's config, or train into a new run_dir (the "
                 f"quickstart: a new --out) or delete {self.run_dir}"
             )
 

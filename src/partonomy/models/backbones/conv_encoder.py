@@ -2,7 +2,7 @@
 
 Why it exists: a randomly initialised ViT with 4x4 patches learns part masks slowly. On the
 quickstart's Synth world, a SAM mask decoder prompted by a learned per-part embedding reached a
-held-out IoU of 0.50 after 1,000 steps behind a 2-layer ViT, and 0.69-0.71 behind this encoder
+held-out IoU of 0.51 after 1,000 steps behind a 2-layer ViT, and 0.68-0.72 behind this encoder
 (32 or 64 channels, same decoder, same steps; ``docs/quickstart.md``). Convolutions see
 neighbouring pixels from the first layer on, which is what thin, small synthetic parts need.
 

@@ -7,9 +7,11 @@ Two checkpoint layouts load into it:
   :mod:`partonomy.models.backbones.sam_layout` (the architecture is read off the tensor shapes).
 
 With ``pretrained=None`` a tiny random SAM is built from the size fields, with SAM's ViT or, for
-fast from-scratch learning, a small convolutional encoder in its place (``encoder: conv``). Sizes that PLUM's modules
-need (prompt width ``D_sam``, image-embedding grid ``h x w``, low-res mask size, encoder input side)
-are read from the built model's config by :func:`sam_geometry`, never assumed.
+fast from-scratch learning, a small convolutional encoder in its place (``encoder: conv``).
+
+Sizes that PLUM's modules need (prompt width ``D_sam``, image-embedding grid ``h x w``, low-res
+mask size, encoder input side) are read from the built model's config by :func:`sam_geometry`,
+never assumed.
 """
 
 from __future__ import annotations
