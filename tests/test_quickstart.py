@@ -33,6 +33,7 @@ def test_reduced_quickstart_end_to_end(tmp_path: Path) -> None:
     assert plum["n_questions"] == min(12, saved["data"]["n_val"])
     assert 0.0 <= plum["macro_giou"] <= 1.0
     assert saved["train"]["steps"] == 3 and Path(saved["train"]["checkpoint"]).is_dir()
+    assert (out / "examples.png").is_file() and any("examples.png" in line for line in lines)
     assert [c["name"] for c in saved["floors"]["checks"]] == [
         "plum macro_giou >= 0.5",
         "plum macro_giou >= 2 x whole_object",

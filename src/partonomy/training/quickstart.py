@@ -17,6 +17,7 @@ Output directory::
     <out>/eval/<model>/     each model's eval run (predictions.jsonl, results.json)
     <out>/results.json      {"models": {name: results}, "floors": {...}, "train": {...}, ...}
     <out>/tables.md         the printed tables
+    <out>/examples.png      PLUM's masks beside the ground truth on the first val questions
 """
 
 from __future__ import annotations
@@ -177,6 +178,26 @@ def combined_tables(models: dict[str, dict[str, Any]]) -> str:
     return "\n\n".join(out) + "\n"
 
 
+def _write_examples(out: Path, val_qa: Path, n: int = 8) -> Path | None:
+    """``out/examples.png``: PLUM's masks beside the ground truth on the first ``n`` val
+    questions that ask for every visible part (see :mod:`partonomy.eval.examples`)."""
+    from partonomy.eval.examples import write_examples
+    from partonomy.io.predictions import load_predictions
+    from partonomy.io.qa_pairs import load_qa_pairs
+
+    records = load_qa_pairs(val_qa)
+    records = [r for r in records if r.question_type in IDENTIFICATION_TYPES] or records
+    predictions = load_predictions(out / "eval" / "plum" / "predictions.jsonl")
+    return write_examples(
+        out / "examples.png",
+        records,
+        predictions,
+        qa_file=val_qa,
+        n=n,
+        title="ground truth | tiny PLUM (held-out val questions)",
+    )
+
+
 def run_quickstart(
     out_dir: str | Path,
     cfg: QuickstartConfig | None = None,
@@ -293,6 +314,9 @@ def run_quickstart(
         )
         models[name] = outcome.results
     timings["eval"] = time.perf_counter() - t
+    examples = _write_examples(out, val_qa)
+    if examples is not None:
+        echo(f"      PLUM's masks beside the ground truth: {examples}")
 
     tables = combined_tables(models)
     floors = (
