@@ -64,3 +64,20 @@ def test_sheet_is_written_atomically_and_skips_unpredicted(qa_file: Path, tmp_pa
         assert sheet.mode == "RGB" and sheet.height > 2 * 14
     assert write_examples(tmp_path / "none.png", records, {}, qa_file=qa_file) is None
     assert not (tmp_path / "none.png").exists()
+
+
+def test_eval_cli_examples_flag(qa_file: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from partonomy.cli.main import cli
+
+    out = tmp_path / "run"
+    args = ["eval", "--model", "oracle", str(qa_file), "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(cli, [*args, "--examples", "2", "--limit", "4"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out / 'examples.png'}" in result.output
+    with Image.open(out / "examples.png") as sheet:
+        assert sheet.width > 0
+    assert not (tmp_path / "plain" / "examples.png").exists()
+    plain = CliRunner().invoke(cli, [*args[:-3], "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0 and not (tmp_path / "plain" / "examples.png").exists()

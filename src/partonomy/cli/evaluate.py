@@ -54,6 +54,13 @@ from partonomy.cli.score import scoring_options
 )
 @click.option("--overwrite", is_flag=True, help="Discard an earlier run in --out.")
 @click.option("--method", default=None, help="Row label of the tables (default: the model name).")
+@click.option(
+    "--examples",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Also draw the first N questions' masks beside the ground truth into OUT/examples.png.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def command(
     qa_file: Path,
@@ -68,6 +75,7 @@ def command(
     image_root: Path | None,
     overwrite: bool,
     method: str | None,
+    examples: int,
     no_progress: bool,
 ) -> None:
     """Evaluate a model on QA.json; rerun the same command to resume an interrupted run."""
@@ -94,3 +102,18 @@ def command(
         f"{outcome.n_questions} questions: {outcome.n_resumed} resumed, "
         f"{outcome.n_computed} computed; wrote {outcome.out_dir / 'results.json'}"
     )
+    if examples:
+        from partonomy.eval.examples import write_examples
+        from partonomy.io.predictions import load_predictions
+        from partonomy.io.qa_pairs import load_qa_pairs
+
+        sheet = write_examples(
+            outcome.out_dir / "examples.png",
+            load_qa_pairs(qa_file)[:limit],
+            load_predictions(outcome.out_dir / "predictions.jsonl"),
+            qa_file=qa_file,
+            image_root=image_root,
+            n=examples,
+            title=f"ground truth | {method or model}",
+        )
+        click.echo(f"wrote {sheet}" if sheet else "no question with parts to draw")
