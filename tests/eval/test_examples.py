@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from partonomy.eval.examples import example_rows, write_examples
 from partonomy.eval.harness import PREDICTIONS_FILE, EvalConfig, run_eval
 from partonomy.io.predictions import load_predictions
 from partonomy.io.qa_pairs import load_qa_pairs
-
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "qa"
-
-
-@pytest.fixture
-def qa_file(tmp_path: Path) -> Path:
-    out = tmp_path / "qa"
-    shutil.copytree(FIXTURES, out, ignore=shutil.ignore_patterns("*.py"))
-    return out / "tiny_qa.json"
 
 
 def _predictions(qa_file: Path, out: Path, model: str) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,7 @@ from partonomy.eval.scoring import METRIC_KEYS
 from partonomy.io.predictions import load_predictions
 from partonomy.io.qa_pairs import OBJECT_QUESTION_TYPES
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "qa"
 N_QUESTIONS = 6
-
-
-@pytest.fixture
-def qa_file(tmp_path: Path) -> Path:
-    out = tmp_path / "qa"
-    shutil.copytree(FIXTURES, out, ignore=shutil.ignore_patterns("*.py"))
-    return out / "tiny_qa.json"
 
 
 def _run(qa_file: Path, out: Path, model: str, **kwargs) -> dict:

@@ -20,15 +20,6 @@ from partonomy.io import masks as mask_io
 from partonomy.io.predictions import load_predictions
 from partonomy.models.reference import OracleModel
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "qa"
-
-
-@pytest.fixture
-def qa_file(tmp_path: Path) -> Path:
-    out = tmp_path / "qa"
-    shutil.copytree(FIXTURES, out, ignore=shutil.ignore_patterns("*.py"))
-    return out / "tiny_qa.json"
-
 
 def _cfg(qa_file: Path, out: Path, model: str = "oracle", **kwargs) -> EvalConfig:
     return EvalConfig(model=model, qa_file=str(qa_file), out=str(out), progress=False, **kwargs)
