@@ -28,10 +28,6 @@ from partonomy.io.qa_pairs import QAPair
 CAPTION_HEIGHT = 14
 
 
-def _enlarge(array: np.ndarray, scale: int) -> np.ndarray:
-    return np.repeat(np.repeat(array, scale, axis=0), scale, axis=1)
-
-
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     union = int((a | b).sum())
     return 1.0 if union == 0 else int((a & b).sum()) / union
@@ -51,7 +47,7 @@ def example_rows(
     Questions without a prediction, or whose correct answer names no part, are skipped. A part
     the model gave no mask for is drawn empty (and listed as "(empty)" in the legend).
     """
-    from partonomy.models.plum.overlay import overlay_masks
+    from partonomy.models.plum.overlay import enlarge, overlay_masks
 
     rows: list[tuple[np.ndarray, str]] = []
     for index, qa in enumerate(records):
@@ -70,9 +66,9 @@ def example_rows(
             if mask.shape != size:  # drawn as empty; the scorer reports the size mismatch
                 mask = np.zeros(size, bool)
             predicted.append(mask)
-        big = _enlarge(image, scale)
-        left = overlay_masks(big, [_enlarge(m, scale) for m in truth], parts)
-        right = overlay_masks(big, [_enlarge(m, scale) for m in predicted], parts)
+        big = enlarge(image, scale)
+        left = overlay_masks(big, [enlarge(m, scale) for m in truth], parts)
+        right = overlay_masks(big, [enlarge(m, scale) for m in predicted], parts)
         gap = np.full((big.shape[0], 6, 3), 255, np.uint8)
         ious = ", ".join(f"{_iou(t, p):.2f}" for t, p in zip(truth, predicted, strict=True))
         chosen = ""

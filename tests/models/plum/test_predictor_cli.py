@@ -16,6 +16,7 @@ from partonomy.cli.main import cli
 from partonomy.io import masks as mask_io
 from partonomy.io.predictions import load_predictions
 from partonomy.io.qa_pairs import load_qa_pairs
+from partonomy.models.plum.overlay import display_scale
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "qa"
 
@@ -45,7 +46,8 @@ def test_predict_writes_answer_spans_and_overlay(tmp_path: Path) -> None:
         mask = mask_io.decode(span["mask"])
         assert mask.shape == (height, width) and int(mask.sum()) == span["area"]
     with Image.open(out / "overlay.png") as png:
-        assert png.format == "PNG" and png.size == (width, height)
+        scale = display_scale(height, width)
+        assert png.format == "PNG" and png.size == (scale * width, scale * height)
     assert "wrote" in result.output
 
     # highlight-to-segment: a word of that answer, plus one that is not in it

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from partonomy.models.plum.overlay import PALETTE, overlay_masks, save_overlay
+from partonomy.models.plum.overlay import (
+    PALETTE,
+    display_scale,
+    enlarge,
+    overlay_masks,
+    save_overlay,
+)
 
 
 def _image() -> np.ndarray:
@@ -51,6 +57,22 @@ def test_errors() -> None:
 
 def test_save_overlay_writes_a_png(tmp_path: Path) -> None:
     path = tmp_path / "overlay.png"
-    save_overlay(path, _image(), [np.ones((60, 80), bool)], ["body"])
+    save_overlay(path, _image(), [np.ones((60, 80), bool)], ["body"], min_side=0)
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size == (80, 60)
+
+
+def test_small_images_are_enlarged_for_display(tmp_path: Path) -> None:
+    assert (
+        display_scale(60, 80) == 5 and display_scale(64, 64) == 4 and display_scale(512, 300) == 1
+    )
+    mask = np.zeros((60, 80), bool)
+    mask[10:20, 30:50] = True
+    path = tmp_path / "overlay.png"
+    save_overlay(path, _image(), [mask], ["wing"])
+    with Image.open(path) as img:
+        big = np.asarray(img.convert("RGB"))
+    assert big.shape == (300, 400, 3)
+    # Nearest-neighbour: the enlarged overlay equals the overlay of the enlarged inputs.
+    expected = overlay_masks(enlarge(_image(), 5), [enlarge(mask, 5)], ["wing"])
+    assert np.array_equal(big, expected)

@@ -4,6 +4,7 @@ a free-form answer's three files (``partonomy predict``). Pure numpy + Pillow; n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -107,18 +108,49 @@ def overlay_masks(
     return np.asarray(canvas, dtype=np.uint8).copy()
 
 
+MIN_DISPLAY_SIDE = 256
+"""Overlays of smaller images are enlarged until their short side reaches this many pixels."""
+
+
+def display_scale(height: int, width: int, min_side: int = MIN_DISPLAY_SIDE) -> int:
+    """The integer factor that brings the short side of an ``height x width`` image to at least
+    ``min_side`` pixels (1 for images that are already large enough)."""
+    return max(1, math.ceil(min_side / max(1, min(height, width))))
+
+
+def enlarge(array: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour ``scale`` x enlargement of an ``(H, W, ...)`` array (pixels stay crisp,
+    mask edges stay exact)."""
+    if scale == 1:
+        return array
+    return np.repeat(np.repeat(array, scale, axis=0), scale, axis=1)
+
+
 def save_overlay(
-    path: str | Path, image: np.ndarray, masks: Sequence[np.ndarray], labels: Sequence[str]
+    path: str | Path,
+    image: np.ndarray,
+    masks: Sequence[np.ndarray],
+    labels: Sequence[str],
+    *,
+    min_side: int = MIN_DISPLAY_SIDE,
 ) -> None:
-    """Write :func:`overlay_masks` as a PNG, atomically."""
+    """Write :func:`overlay_masks` as a PNG, atomically.
+
+    A small image (a 64-pixel Synth image, say) is enlarged by :func:`display_scale` first, so
+    that the labels and legend do not cover it; pass ``min_side=0`` to keep the image's size.
+    """
     import io
 
     from PIL import Image
 
     from partonomy.io.atomic import atomic_write_bytes
 
+    scale = display_scale(*image.shape[:2], min_side) if min_side > 0 else 1
+    big_masks = [enlarge(np.asarray(m), scale) for m in masks]
     buffer = io.BytesIO()
-    Image.fromarray(overlay_masks(image, masks, labels)).save(buffer, format="PNG")
+    Image.fromarray(overlay_masks(enlarge(image, scale), big_masks, labels)).save(
+        buffer, format="PNG"
+    )
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -144,7 +176,8 @@ def write_answer(
     * ``spans.json``: ``{"image", "question", "answer", "highlight", "spans": [{"start", "end",
       "text", "area", "mask"}]}``; offsets are characters of ``answer`` (end exclusive), ``mask``
       a COCO RLE of the ``(H, W)`` image and ``area`` its pixel count.
-    * ``overlay.png``: :func:`overlay_masks` with each span's text as its label.
+    * ``overlay.png``: :func:`overlay_masks` with each span's text as its label, enlarged for
+      display when the image's short side is under :data:`MIN_DISPLAY_SIDE` pixels.
 
     Returns:
         ``{"answer": path, "spans": path, "overlay": path}``.
