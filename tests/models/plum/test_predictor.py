@@ -3,7 +3,6 @@ forced masks per part at the original size), free-form answers, highlight-to-seg
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +20,11 @@ from partonomy.models.plum.predictor import PlumPredictor, build_plum, findable_
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "qa"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny matrices: with other processes on the 2 cores, spinning OpenMP threads cost ~100x.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
-def predictor(_one_thread: None) -> PlumPredictor:
+def predictor(one_thread: None) -> PlumPredictor:
     return build_plum(device="cpu", dtype="float32", batch_size=4, max_new_tokens=12)
 
 

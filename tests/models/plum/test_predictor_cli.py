@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -21,13 +19,7 @@ from partonomy.models.plum.overlay import display_scale
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "qa"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny matrices: with other processes on the 2 cores, spinning OpenMP threads cost ~100x.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def test_predict_writes_answer_spans_and_overlay(tmp_path: Path) -> None:
