@@ -25,8 +25,8 @@ import torch
 import transformers
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-from partonomy.models.plum.generation import generate
-from partonomy.models.plum.scoring import ChoiceGroup, score_groups, score_groups_full
+from partonomy.models.core.generation import generate
+from partonomy.models.core.scoring import ChoiceGroup, score_groups, score_groups_full
 
 VOCAB = 32002
 SHAPES = {

@@ -41,7 +41,7 @@ def main() -> None:
     from partonomy.qa.generate import generate_qa
     from partonomy.training.config import load_train_config
     from partonomy.training.quickstart import QUICKSTART_WORLD
-    from partonomy.training.recipe import PlumTrainRecipe
+    from partonomy.training.recipe import TrainRecipe
 
     with tempfile.TemporaryDirectory() as tmp:
         world = Path(tmp) / "world"
@@ -57,7 +57,7 @@ def main() -> None:
         if args.threads is not None:
             overrides.append(f"num_threads={args.threads}")
         cfg = load_train_config(args.config, overrides)
-        recipe = PlumTrainRecipe(cfg)
+        recipe = TrainRecipe(cfg)
         recipe.setup()
         model, opt = recipe.model, recipe.optimizer
         batches = [recipe.next_batch() for _ in range(args.steps + 2)]

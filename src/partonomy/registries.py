@@ -16,7 +16,19 @@ def _models() -> Registry[Any]:
     reg.add("null", "partonomy.models.reference:build_null")
     reg.add("random", "partonomy.models.reference:build_random")
     reg.add("whole_object", "partonomy.models.reference:build_whole_object")
-    reg.add("plum", "partonomy.models.plum.predictor:build_plum")
+    # each segmentation-LMM family is also a model (partonomy.models.core.predictor)
+    reg.add("plum", "partonomy.models.plum.family:build_predictor")
+    reg.add("lisa", "partonomy.models.lisa.family:build_predictor")
+    reg.add("glamm", "partonomy.models.glamm.family:build_predictor")
+    return reg
+
+
+def _families() -> Registry[Any]:
+    reg: Registry[Any] = Registry("model family")
+    # one partonomy.models.core.family.Family per segmentation LMM
+    reg.add("plum", "partonomy.models.plum.family:FAMILY")
+    reg.add("lisa", "partonomy.models.lisa.family:FAMILY")
+    reg.add("glamm", "partonomy.models.glamm.family:FAMILY")
     return reg
 
 
@@ -71,6 +83,8 @@ def _sources() -> Registry[Any]:
     return reg
 
 
+FAMILIES = _families()
+"""Segmentation-LMM families (:class:`partonomy.models.core.family.Family`)."""
 MODELS = _models()
 """Model builders: ``build(**options) -> GroundingModel`` (see :mod:`partonomy.eval.protocol`)."""
 QUESTION_TYPES = _question_types()
@@ -80,4 +94,10 @@ METRICS = _metrics()
 SOURCES = _sources()
 """Real-data readers (part datasets and stage-1 training sources)."""
 
-ALL = {"models": MODELS, "question-types": QUESTION_TYPES, "metrics": METRICS, "sources": SOURCES}
+ALL = {
+    "families": FAMILIES,
+    "models": MODELS,
+    "question-types": QUESTION_TYPES,
+    "metrics": METRICS,
+    "sources": SOURCES,
+}

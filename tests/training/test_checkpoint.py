@@ -13,9 +13,11 @@ from partonomy.errors import ConfigError
 from partonomy.io.atomic import read_jsonl_tolerant
 from partonomy.training import checkpoint as ckpt
 from partonomy.training.config import TrainConfig
-from partonomy.training.recipe import LOSS_TERMS, PlumTrainRecipe, run_training
+from partonomy.training.recipe import TrainRecipe, run_training
 
 from .conftest import tiny_train_overrides
+
+LOSS_TERMS = ("total", "lm", "bio", "seg", "bce", "kl")
 
 
 def _cfg(qa: Path, run: Path, **extra: object) -> TrainConfig:
@@ -50,7 +52,7 @@ def test_exact_resume_matches_uninterrupted_run(synth_qa: Path, tmp_path: Path) 
 
 def test_checkpoint_round_trip_to_inference_model(synth_qa: Path, tmp_path: Path) -> None:
     cfg = _cfg(synth_qa, tmp_path / "run", max_steps=1, **{"checkpoint.every": 0})
-    recipe = PlumTrainRecipe(cfg)
+    recipe = TrainRecipe(cfg)
     recipe.setup()
     result = recipe.train()
     trained = {n: p.detach().clone() for n, p in recipe.model.named_parameters()}
@@ -65,7 +67,7 @@ def test_checkpoint_round_trip_to_inference_model(synth_qa: Path, tmp_path: Path
     assert set(manifest.trainable) == {k.removesuffix(ckpt.ROWS_SUFFIX) for k in saved}
 
     # The run dir resolves to checkpoints/final; every parameter comes back bit-identical.
-    model, processor = ckpt.load_plum_checkpoint(tmp_path / "run", merge_lora=False)
+    model, processor = ckpt.load_checkpoint(tmp_path / "run", merge_lora=False)
     assert not model.training
     loaded = dict(model.named_parameters())
     assert loaded.keys() == trained.keys()
@@ -74,7 +76,7 @@ def test_checkpoint_round_trip_to_inference_model(synth_qa: Path, tmp_path: Path
     assert processor.image_token_id == recipe.processor.image_token_id
 
     # Merged LoRA gives the same outputs as the adapters.
-    merged, _ = ckpt.load_plum_checkpoint(result.final_checkpoint, merge_lora=True)
+    merged, _ = ckpt.load_checkpoint(result.final_checkpoint, merge_lora=True)
     assert not any("lora_" in n for n, _ in merged.named_parameters() if _.requires_grad)
     batch = recipe.processor.collate([recipe.batches.encode(0)])
     with torch.no_grad():
@@ -87,7 +89,7 @@ def test_checkpoint_round_trip_to_inference_model(synth_qa: Path, tmp_path: Path
 def test_fresh_run_refuses_a_dir_with_checkpoints(synth_qa: Path, tmp_path: Path) -> None:
     run_training(_cfg(synth_qa, tmp_path / "run", max_steps=1))
     with pytest.raises(ConfigError, match="resume=auto"):
-        PlumTrainRecipe(_cfg(synth_qa, tmp_path / "run", max_steps=1)).setup()
+        TrainRecipe(_cfg(synth_qa, tmp_path / "run", max_steps=1)).setup()
 
 
 def test_resume_with_another_model_config_names_the_keys(synth_qa: Path, tmp_path: Path) -> None:
@@ -97,7 +99,7 @@ def test_resume_with_another_model_config_names_the_keys(synth_qa: Path, tmp_pat
     with pytest.raises(
         ConfigError, match=r"model\.bidir_ff: 64 -> 32; model\.sam\.decoder_hidden: 32 -> 48"
     ):
-        PlumTrainRecipe(changed).setup()
+        TrainRecipe(changed).setup()
     # Where the backbones live is not part of the model's identity: a checkpoint whose tokenizer
     # was read from another place resumes.
     saved = tmp_path / "run" / "checkpoints" / "final" / ckpt.CONFIG

@@ -1,4 +1,4 @@
-"""The trainable-parameter set equals the spec exactly (models/plum/trainable.py)."""
+"""The trainable-parameter set equals the spec exactly (models/core/trainable.py, PLUM's spec)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ import pytest
 import torch
 
 from partonomy.errors import ConfigError
+from partonomy.models.core.trainable import EMBEDDING_PATH, LoraSpec, merge_lora, set_trainable
 from partonomy.models.plum.builders import build_plum, tiny_config
-from partonomy.models.plum.trainable import (
-    EMBEDDING_PATH,
-    GROUPS,
-    LoraSpec,
-    TrainableSpec,
-    merge_lora,
-    set_trainable,
-)
+from partonomy.models.plum.trainable import PlumTrainableSpec as TrainableSpec
+
 from partonomy.training.checkpoint import processor_new_token_ids
+
+GROUPS = TrainableSpec.GROUPS
 
 TINY = {
     "llava": {
@@ -50,7 +47,10 @@ def _expected(model: torch.nn.Module, spec: TrainableSpec) -> set[str]:
     embed_on = spec.language_model == "full" or spec.embeddings != "frozen"
     names = set()
     for name, _ in model.named_parameters():
-        if name.startswith("sam.shared_image_embedding.") and not spec.sam_positional_matrix:
+        if (
+            name.startswith("mask_head.sam.shared_image_embedding.")
+            and not spec.sam_positional_matrix
+        ):
             continue
         in_group = any(name.startswith(p + ".") for p in want)
         is_embedding = embed_on and name.startswith(EMBEDDING_PATH + ".")
@@ -87,11 +87,11 @@ def test_default_spec_trains_exactly_the_paper_set() -> None:
     for trained in ("llava.lm_head.weight", EMBEDDING_PATH + ".weight"):
         assert trained in names
     for prefix in (
-        "sam.prompt_encoder.",
-        "sam.mask_decoder.",
-        "span_extractor.",
-        "span_query.",
-        "feedback_pooler.",
+        "mask_head.sam.prompt_encoder.",
+        "mask_head.sam.mask_decoder.",
+        "prompt_source.span_extractor.",
+        "prompt_source.span_query.",
+        "feedback.",
     ):
         assert any(n.startswith(prefix) for n in names), prefix
 
@@ -167,7 +167,11 @@ def test_conv_sam_encoder_follows_the_sam_image_encoder_flag(train_encoder: bool
     )
     spec = TrainableSpec(sam_image_encoder=train_encoder)
     names = set_trainable(model, spec, new_token_ids=processor_new_token_ids(processor))
-    conv = {n for n, _ in model.named_parameters() if n.startswith("sam.vision_encoder.layers.")}
+    conv = {
+        n
+        for n, _ in model.named_parameters()
+        if n.startswith("mask_head.sam.vision_encoder.layers.")
+    }
     assert conv
     assert (conv <= set(names)) if train_encoder else not (conv & set(names))
     assert set(names) == _expected(model, spec)

@@ -1,4 +1,5 @@
-"""``partonomy predict IMAGE "question"``: ask PLUM about one image and segment the parts it names.
+"""``partonomy predict IMAGE "question" [--model plum|lisa|glamm]``: ask a segmentation LMM about one
+image and segment the parts it names (GLaMM also takes ``--box`` regions).
 
 Writes ``answer.txt``, ``spans.json`` (character spans of the answer, each with its mask as a COCO
 RLE) and ``overlay.png`` (the masks coloured and labelled over the image) into ``--out``; see
@@ -16,13 +17,28 @@ import click
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("question")
 @click.option(
+    "--model",
+    "family",
+    default="plum",
+    show_default=True,
+    help="Model family (partonomy ls families): plum, lisa, glamm, ...",
+)
+@click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
     default=None,
     help="Training checkpoint or run directory (default: an untrained --preset model).",
 )
 @click.option(
-    "--preset", default="tiny", show_default=True, help="PLUM preset used without --checkpoint."
+    "--preset", default="tiny", show_default=True, help="Preset used without --checkpoint."
+)
+@click.option(
+    "--box",
+    "boxes",
+    multiple=True,
+    metavar="x0,y0,x1,y1",
+    help="A region in image pixels for models with a region encoder (glamm); written into the "
+    "question as <bbox>, in order. Repeatable.",
 )
 @click.option(
     "--highlight",
@@ -49,21 +65,23 @@ import click
 def command(
     image: Path,
     question: str,
+    family: str,
     checkpoint: Path | None,
     preset: str,
+    boxes: tuple[str, ...],
     highlight: str | None,
     out: Path,
     device: str,
     dtype: str,
     max_new_tokens: int,
 ) -> None:
-    """Answer QUESTION about IMAGE with PLUM and write the answer, its spans and an overlay."""
+    """Answer QUESTION about IMAGE and write the answer, its spans and an overlay."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     from partonomy.errors import FormatError
+    from partonomy.models.core.predictor import SegPredictor, load_model, parse_box
     from partonomy.models.plum.overlay import write_answer
-    from partonomy.models.plum.predictor import PlumPredictor, load_plum
 
     try:
         with Image.open(image) as img:
@@ -73,11 +91,12 @@ def command(
             f"cannot read the image ({err})", file=image, hint="pass a PNG or JPEG file"
         ) from None
     phrases = None if highlight is None else [p.strip() for p in highlight.split(",") if p.strip()]
-    model, processor = load_plum(
-        None if checkpoint is None else str(checkpoint), preset, device, dtype
+    regions = [parse_box(b, rgb.shape[:2]) for b in boxes]
+    model, processor = load_model(
+        family, None if checkpoint is None else str(checkpoint), preset, device, dtype
     )
-    predictor = PlumPredictor(model, processor, max_new_tokens=max_new_tokens)
-    answer = predictor.answer(rgb, question, highlight=phrases)
+    predictor = SegPredictor(model, processor, max_new_tokens=max_new_tokens)
+    answer = predictor.answer(rgb, question, highlight=phrases, boxes=regions)
     paths = write_answer(out, rgb, question, answer, highlight=phrases, image_path=str(image))
     click.echo(answer.text)
     for span in answer.spans:

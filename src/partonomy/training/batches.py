@@ -63,7 +63,7 @@ class Batches:
 
     Args:
         samples: the training set (map-style).
-        processor: the :class:`~partonomy.models.plum.processing.PlumProcessor`.
+        processor: the :class:`~partonomy.models.core.processing.SegProcessor`.
         plan: which samples each process takes at each global micro-batch.
         rank: this process.
         cache: keep encoded examples in memory after their first use.
@@ -97,7 +97,7 @@ class Batches:
         self._warned: set[int] = set()
 
     def encode(self, index: int) -> Any:
-        """The :class:`~partonomy.models.plum.processing.PlumExample` of sample ``index``.
+        """The :class:`~partonomy.models.core.processing.SegExample` of sample ``index``.
 
         A sample whose part names cannot be tagged in its answer keeps its text and loses its
         masks (logged once per sample), so one bad record never stops a run.
@@ -128,7 +128,7 @@ class Batches:
         return example
 
     def batch(self, position: int) -> Any:
-        """The collated :class:`~partonomy.models.plum.processing.PlumBatch` (on CPU) that this
+        """The collated :class:`~partonomy.models.core.processing.SegBatch` (on CPU) that this
         process trains on at global micro-batch ``position``."""
         indices = self.plan.indices(position, self.rank)
         batch = self.processor.collate([self.encode(i) for i in indices])

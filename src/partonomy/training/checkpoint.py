@@ -15,7 +15,7 @@ A checkpoint is a directory, written under a temporary name and renamed into pla
         rng_rank<r>.pt       each process's torch (and CUDA) RNG state
         engine_state/        FSDP / DeepSpeed only: the engine's sharded optimiser state
 
-Load for inference with :func:`load_plum_checkpoint`; a run is resumed by the recipe
+Load for inference with :func:`load_checkpoint`; a run is resumed by the recipe
 (``resume=auto`` or ``resume=<dir>``).
 """
 
@@ -357,16 +357,16 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
-def load_plum_checkpoint(
+def load_checkpoint(
     path: str | Path,
     *,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     merge_lora: bool = True,
 ) -> tuple[Any, Any]:
-    """Rebuild a trained PLUM from a checkpoint for inference.
+    """Rebuild a trained model (of any family) from a checkpoint for inference.
 
-    Builds the model from the checkpoint's model config (pretrained backbones are read from the
+    Builds the model from the checkpoint's family and model config (pretrained backbones are read from the
     paths it names), applies the same trainable spec (which re-injects the LoRA adapters), loads
     ``base.safetensors`` if present and then the trained weights, optionally folds LoRA into the
     base weights, and switches to eval mode.
@@ -378,17 +378,18 @@ def load_plum_checkpoint(
         merge_lora: fold LoRA adapters into their base weights (faster inference).
 
     Returns:
-        ``(model, processor)``: a :class:`~partonomy.models.plum.modeling.PlumModel` in eval mode
-        and its :class:`~partonomy.models.plum.processing.PlumProcessor`.
+        ``(model, processor)``: a :class:`~partonomy.models.core.model.SegLMM` in eval mode
+        and its :class:`~partonomy.models.core.processing.SegProcessor`.
     """
-    from partonomy.models.plum.trainable import merge_lora as merge
-    from partonomy.models.plum.trainable import set_trainable
+    from partonomy.models.core.trainable import merge_lora as merge
+    from partonomy.models.core.trainable import set_trainable
     from partonomy.training.config import load_train_config
     from partonomy.training.model import build_model
 
     ckpt = resolve_checkpoint(path)
     manifest = read_manifest(ckpt)
     cfg = load_train_config(ckpt / CONFIG)
+    resolve_relative_paths(cfg.model, ckpt)
     model, processor = build_model(cfg)
     set_trainable(model, cfg.trainable, new_token_ids=processor_new_token_ids(processor))
     load_weights(model, ckpt, manifest)
@@ -401,6 +402,21 @@ def load_plum_checkpoint(
         model.to(dtype=dtype)
     model.eval()
     return model, processor
+
+
+def resolve_relative_paths(model_cfg: Any, root: Path) -> None:
+    """Make the backbone locations of a checkpoint's model config absolute, in place.
+
+    A converted released checkpoint keeps its backbones inside the checkpoint directory
+    (``llava/``, ``sam/``) and names them relative to it, so the directory can be moved.
+    Absolute paths, and relative ones that do not exist under ``root``, are left as they are.
+    """
+    for section in ("llava", "sam"):
+        sub = getattr(model_cfg, section, None)
+        for key in ("pretrained", "tokenizer", "vision_tower"):
+            value = getattr(sub, key, None)
+            if isinstance(value, str) and not Path(value).is_absolute() and (root / value).exists():
+                setattr(sub, key, str(root / value))
 
 
 def processor_new_token_ids(processor: Any) -> list[int]:

@@ -1,7 +1,10 @@
 """The typed config of ``partonomy train`` (every YAML in configs/ is an instance of it).
 
-Sections: ``model`` (:class:`~partonomy.models.plum.config.PlumConfig`), ``trainable``
-(:class:`~partonomy.models.plum.trainable.TrainableSpec`), ``loss``, ``optim``
+``family`` names the model family (``plum``, ``lisa``, ``glamm``; see ``partonomy ls families``),
+which types the ``model`` section (its config, e.g.
+:class:`~partonomy.models.plum.config.PlumConfig`), the ``trainable`` section (its
+:class:`~partonomy.models.core.trainable.TrainableSpec` subclass) and the loss terms that
+``loss.weights`` may set. Other sections: ``loss``, ``optim``
 (:class:`~partonomy.training.schedule.OptimConfig`), ``data``
 (:class:`~partonomy.training.data.DataConfig`), ``distributed``
 (:class:`~partonomy.training.distributed.DistributedConfig`), ``checkpoint``, ``log``, plus the
@@ -12,14 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
-from partonomy.config import load_config, to_dict
+from partonomy.config import from_dict, load_config, to_dict
 from partonomy.errors import ConfigError
-from partonomy.models.plum.config import PlumConfig
-from partonomy.models.plum.trainable import TrainableSpec
 from partonomy.training.data import DataConfig
 from partonomy.training.distributed import DistributedConfig, Precision
 from partonomy.training.schedule import OptimConfig
@@ -27,14 +28,16 @@ from partonomy.training.schedule import OptimConfig
 
 @dataclass
 class LossConfig:
-    """Loss weights and variants (reference §4.1; the launched runs' values are the defaults).
+    """Loss weights and variants.
 
     Attributes:
-        lm, bio, seg, bce, kl: weights of the LM cross-entropy, the BIO tagging CE, the mask
-            Dice / Focal-Tversky loss, the per-pixel BCE and the teacher KL (0 = off, as in every
-            launched run; > 0 uses the LM with its LoRA adapters switched off as the frozen
-            teacher, so it needs ``trainable.language_model: lora``).
-        seg_loss: ``dice`` (stage 1) or ``focal_tversky`` (stage 2).
+        weights: term name -> weight, overriding the family's defaults (its published recipe:
+            PLUM ``lm 1, bio 2, seg 8, bce 2, kl 0``; LISA / GLaMM ``lm 1, bce 2, seg 0.5``). The
+            names are the family's loss terms (:mod:`partonomy.models.core.losses`); ``kl`` > 0
+            uses the LM with its LoRA adapters switched off as the frozen teacher, so it needs
+            ``trainable.language_model: lora``.
+        seg_loss: the ``seg`` term: ``dice`` (stage 1, LISA, GLaMM) or ``focal_tversky`` (PLUM
+            stage 2).
         dice_scale: divisor of the Dice loss's pixel sums: 1000 as in the original (made for
             1024-pixel SAM inputs); 1 is the plain soft Dice, which small images need (at 64
             pixels the original's +1 smoothing swamps the overlap term).
@@ -42,19 +45,15 @@ class LossConfig:
             or ``conversation`` (every text token: system prompt, questions and answers).
     """
 
-    lm: float = 1.0
-    bio: float = 2.0
-    seg: float = 8.0
-    bce: float = 2.0
-    kl: float = 0.0
+    weights: dict[str, float] = field(default_factory=dict)
     seg_loss: Literal["dice", "focal_tversky"] = "dice"
     dice_scale: float = 1000.0
     lm_tokens: Literal["answer", "conversation"] = "answer"
 
     def __post_init__(self) -> None:
-        for name in ("lm", "bio", "seg", "bce", "kl"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"loss.{name} must be >= 0")
+        for name, value in self.weights.items():
+            if value < 0:
+                raise ConfigError(f"loss.weights.{name} must be >= 0, got {value}")
         if self.dice_scale <= 0:
             raise ConfigError(f"loss.dice_scale must be positive, got {self.dice_scale}")
 
@@ -90,9 +89,10 @@ class LogConfig:
 
 @dataclass
 class TrainConfig:
-    """One training run of PLUM.
+    """One training run of a segmentation LMM.
 
     Attributes:
+        family: the model family (typing ``model`` and ``trainable``).
         run_dir: output directory (log, checkpoints, final model).
         seed: seed of data order and of the torch RNG (dropout); model init has ``model.seed``.
         max_steps: optimiser steps to run in total (the schedule decays to 0 at this step).
@@ -115,6 +115,7 @@ class TrainConfig:
             ``max_steps`` when resumed. None = run to ``max_steps``.
     """
 
+    family: str = "plum"
     run_dir: str = "runs/plum"
     seed: int = 0
     max_steps: int = 100
@@ -127,8 +128,8 @@ class TrainConfig:
     cpu: bool = False
     num_threads: int | None = None
     stop_after: int | None = None
-    model: PlumConfig = field(default_factory=PlumConfig)
-    trainable: TrainableSpec = field(default_factory=TrainableSpec)
+    model: Any = None
+    trainable: Any = None
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -137,6 +138,13 @@ class TrainConfig:
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
+        from partonomy.models.core.family import get_family
+        from partonomy.models.core.losses import resolve_weights
+
+        family = get_family(self.family)
+        self.model = _section(family.config_type, self.model, "model")
+        self.trainable = _section(family.trainable_type, self.trainable, "trainable")
+        resolve_weights(family.loss_terms, self.loss.weights)  # unknown term names are errors
         if self.max_steps <= 0:
             raise ConfigError(f"max_steps must be positive, got {self.max_steps}")
         if self.grad_accum <= 0:
@@ -145,6 +153,19 @@ class TrainConfig:
             raise ConfigError(f"num_threads must be >= 1, got {self.num_threads}")
         if self.checkpoint.every < 0 or self.log.every <= 0:
             raise ConfigError("checkpoint.every must be >= 0 and log.every > 0")
+
+
+def _section(cls: type, value: Any, where: str) -> Any:
+    """A family-typed section from a dict (YAML), an instance, or None (the type's defaults)."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{where}: expected a mapping or a {cls.__name__}, got {type(value).__name__}"
+        )
+    return from_dict(cls, value, source=where)
 
 
 def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

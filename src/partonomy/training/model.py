@@ -5,20 +5,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from partonomy.models.plum.modeling import PlumModel
-    from partonomy.models.plum.processing import PlumProcessor
+    from partonomy.models.core.model import SegLMM
+    from partonomy.models.core.processing import SegProcessor
     from partonomy.training.config import TrainConfig
 
 
-def build_model(cfg: TrainConfig) -> tuple[PlumModel, PlumProcessor]:
-    """``build_plum(cfg.model)``: PLUM with every parameter trainable, on CPU, and its processor.
+def build_model(cfg: TrainConfig) -> tuple[SegLMM, SegProcessor]:
+    """The family's builder on ``cfg.model``: every parameter trainable, on CPU, and the processor.
 
     The random initialisation of every module not loaded from a checkpoint is seeded by
     ``cfg.model.seed`` (a forked RNG), so it is the same in every process and on every rebuild.
     """
-    from partonomy.models.plum.builders import build_plum
+    from partonomy.models.core.family import get_family
 
-    return build_plum(cfg.model)
+    return get_family(cfg.family).build(cfg.model)
 
 
 def random_init_backbone(cfg: TrainConfig) -> bool:

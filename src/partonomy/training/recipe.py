@@ -1,10 +1,11 @@
-"""The PLUM training recipe behind ``partonomy train``: setup / train / save_checkpoint / cleanup.
+"""The training recipe behind ``partonomy train``: setup / train / save_checkpoint / cleanup.
 
-One visible loop in :meth:`PlumTrainRecipe.train`::
+Every family (PLUM, LISA, GLaMM...) trains through this one recipe: the config's ``family`` gives
+the builder, the trainable spec and the loss terms. One visible loop in :meth:`TrainRecipe.train`::
 
     for each optimiser step:
         for each of grad_accum micro-batches:
-            forward -> plum_loss -> backward
+            forward -> the family's loss terms -> backward
         clip -> optimizer.step -> scheduler.step (once) -> log (JSONL + progress bar)
         every checkpoint.every steps: save_checkpoint
 
@@ -19,7 +20,7 @@ Run directory::
     <run_dir>/config.yaml          the resolved config
     <run_dir>/train_log.jsonl      one record per logged step: step, lr, loss terms, grad_norm, ...
     <run_dir>/checkpoints/step_*/  resumable checkpoints (newest ``keep_last`` kept)
-    <run_dir>/checkpoints/final/   the last step (load with ``build_plum(checkpoint=...)``)
+    <run_dir>/checkpoints/final/   the last step (``partonomy eval --model-opt checkpoint=...``)
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from tqdm.auto import tqdm
 from partonomy.data.sample import TrainingSample
 from partonomy.errors import ConfigError
 from partonomy.io.atomic import JsonlAppender, atomic_write_text, read_jsonl_tolerant
-from partonomy.models.plum.trainable import EMBEDDING_PATH, set_trainable
+from partonomy.models.core.family import get_family
+from partonomy.models.core.losses import compute_losses, resolve_weights, teacher_hidden_states
+from partonomy.models.core.trainable import EMBEDDING_PATH, set_trainable
 from partonomy.training import checkpoint as ckpt
 from partonomy.training.batches import Batches, touch_outputs
 from partonomy.training.config import TrainConfig, dump_train_config
@@ -53,7 +56,6 @@ log = logging.getLogger(__name__)
 LOG_FILE = "train_log.jsonl"
 CONFIG_FILE = "config.yaml"
 FINAL = "final"
-LOSS_TERMS = ("total", "lm", "bio", "seg", "bce", "kl")
 
 
 @dataclass
@@ -66,7 +68,7 @@ class TrainResult:
             invocation stopped at (``stop_after``).
         steps: optimiser steps done in total (including those before a resume).
         records: the per-step log records written by this invocation (rank 0; else empty).
-        seconds: wall time of :meth:`PlumTrainRecipe.train`.
+        seconds: wall time of :meth:`TrainRecipe.train`.
     """
 
     run_dir: Path
@@ -76,11 +78,11 @@ class TrainResult:
     seconds: float = 0.0
 
 
-class PlumTrainRecipe:
-    """Train PLUM as ``cfg`` says.
+class TrainRecipe:
+    """Train a segmentation LMM as ``cfg`` says.
 
     Features: LoRA through peft (or a fully trained LM for tiny random models), the trainable
-    rule of :func:`~partonomy.models.plum.trainable.set_trainable`, AdamW with warmup and linear
+    rule of :func:`~partonomy.models.core.trainable.set_trainable`, AdamW with warmup and linear
     decay stepped once per update, gradient accumulation and clipping, bf16 autocast on GPUs,
     DDP / FSDP / DeepSpeed ZeRO-2 through accelerate, atomic checkpoints of the trained weights
     with exact resume, a JSONL loss log and a tqdm bar.
@@ -96,6 +98,17 @@ class PlumTrainRecipe:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.step = 0
         self.data_pos = 0  # global micro-batches consumed
+        self.family = get_family(cfg.family)
+        self.loss_terms = self.family.loss_terms
+        self.weights = resolve_weights(self.loss_terms, cfg.loss.weights)
+        self.needs_teacher = any(
+            term.needs_teacher and self.weights[name] > 0 for name, term in self.loss_terms.items()
+        )
+
+    @property
+    def log_terms(self) -> list[str]:
+        """The logged loss names: ``total`` and every term of the family."""
+        return ["total", *self.loss_terms]
 
     # ---------------------------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -103,10 +116,10 @@ class PlumTrainRecipe:
         cfg = self.cfg
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)
-        if cfg.loss.kl > 0 and cfg.trainable.language_model != "lora":
+        if self.needs_teacher and cfg.trainable.language_model != "lora":
             raise ConfigError(
-                "loss.kl > 0 uses the LM without its LoRA adapters as the teacher, so it needs "
-                "trainable.language_model: lora"
+                "loss.weights.kl > 0 uses the LM without its LoRA adapters as the teacher, so it "
+                "needs trainable.language_model: lora"
             )
         self.accelerator = acc = make_accelerator(
             cfg.distributed,
@@ -185,11 +198,6 @@ class PlumTrainRecipe:
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.engine = engine_in_use(acc)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        from partonomy.models.plum.losses import LossWeights
-
-        self.weights = LossWeights(
-            lm=cfg.loss.lm, bio=cfg.loss.bio, seg=cfg.loss.seg, bce=cfg.loss.bce, kl=cfg.loss.kl
-        )
         if resume_from is not None:
             self._restore_state(resume_from)
         elif self.is_main:
@@ -307,9 +315,7 @@ class PlumTrainRecipe:
 
     # ---------------------------------------------------------------------------------- train
     def train(self) -> TrainResult:
-        """The loop: forward -> plum_loss -> backward -> step -> log, until ``max_steps``."""
-        from partonomy.models.plum.losses import plum_loss, teacher_hidden_states
-
+        """The loop: forward -> loss terms -> backward -> step -> log, until ``max_steps``."""
         cfg, acc = self.cfg, self.accelerator
         unwrapped = acc.unwrap_model(self.model)
         records: list[dict[str, Any]] = []
@@ -329,7 +335,7 @@ class PlumTrainRecipe:
         last: Path | None = None
         try:
             while self.step < target:
-                sums = dict.fromkeys(LOSS_TERMS, 0.0)
+                sums = dict.fromkeys(self.log_terms, 0.0)
                 n_masks, grad_norm = 0, float("nan")
                 lr = self.scheduler.get_last_lr()[0]
                 for _ in range(cfg.grad_accum):
@@ -337,12 +343,13 @@ class PlumTrainRecipe:
                     with acc.accumulate(self.model):
                         output = self.model(batch, span_source=cfg.span_source)
                         teacher = (
-                            teacher_hidden_states(unwrapped, batch) if cfg.loss.kl > 0 else None
+                            teacher_hidden_states(unwrapped, batch) if self.needs_teacher else None
                         )
-                        losses = plum_loss(
+                        losses = compute_losses(
+                            self.loss_terms,
+                            self.weights,
                             output,
                             batch,
-                            self.weights,
                             seg_loss=cfg.loss.seg_loss,
                             teacher_hidden=teacher,
                             dice_scale=cfg.loss.dice_scale,
@@ -367,7 +374,7 @@ class PlumTrainRecipe:
                 record = {
                     "step": self.step,
                     "lr": lr,
-                    **{k: means[k] for k in LOSS_TERMS},
+                    **{k: means[k] for k in self.log_terms},
                     "n_masks": n_masks,
                     "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
                     "epoch": round(self.plan.epoch_of(self.data_pos), 4),
@@ -377,10 +384,8 @@ class PlumTrainRecipe:
                     records.append(record)
                     if logfile is not None and self.step % cfg.log.every == 0:
                         logfile.write(record)
-                    bar.set_postfix(
-                        {k: f"{means[k]:.3f}" for k in ("total", "lm", "bio", "seg", "bce")},
-                        refresh=False,
-                    )
+                    shown = [k for k in self.log_terms if k == "total" or self.weights[k] > 0]
+                    bar.set_postfix({k: f"{means[k]:.3f}" for k in shown}, refresh=False)
                     bar.update(1)
                 every = cfg.checkpoint.every
                 periodic = bool(every) and self.step % every == 0
@@ -484,7 +489,7 @@ class PlumTrainRecipe:
 
 def run_training(cfg: TrainConfig) -> TrainResult:
     """Run the recipe end to end: setup, train, cleanup."""
-    recipe = PlumTrainRecipe(cfg)
+    recipe = TrainRecipe(cfg)
     try:
         recipe.setup()
         return recipe.train()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlavaForConditionalGeneration
 
-from partonomy.models.plum.generation import generate
+from partonomy.models.core.generation import generate
 
 # The tiny LLaVA of conftest.py's ``lm`` fixture.
 VOCAB = 300

@@ -7,18 +7,16 @@ import math
 import pytest
 import torch
 
-from partonomy.models.plum.losses import (
-    LossWeights,
+from partonomy.models.core.losses import (
     bce_loss,
-    bio_loss,
     dice_loss,
     focal_tversky_loss,
     kl_loss,
     lm_loss,
-    plum_loss,
 )
-from partonomy.models.plum.modeling import PlumOutput
-from partonomy.models.plum.processing import PlumBatch
+from partonomy.models.core.model import SegOutput
+from partonomy.models.core.processing import SegBatch
+from partonomy.models.plum.losses import bio_loss, plum_loss
 
 IGN = 255
 
@@ -101,24 +99,24 @@ def test_kl_is_half_mse_over_span_tokens():
 
 def _batch_and_output(
     mask_logits, targets, *, v: int = 2, length: int = 3
-) -> tuple[PlumOutput, PlumBatch]:
+) -> tuple[SegOutput, SegBatch]:
     b = len(targets)
     labels = torch.full((b, length), -100)
     labels[:, 1] = 1
     bio = torch.full((b, length), -100)
     bio[:, 1] = 0
-    out = PlumOutput(
+    out = SegOutput(
         logits=torch.zeros(b, length, v),
         hidden=torch.zeros(b, length, 4),
-        bio_logits=torch.zeros(b, length, 3),
+        tag_logits=torch.zeros(b, length, 3),
         text_positions=torch.ones(b, length, dtype=torch.bool),
         masks=mask_logits,
     )
-    batch = PlumBatch(
+    batch = SegBatch(
         input_ids=torch.zeros(b, length, dtype=torch.long),
         attention_mask=torch.ones(b, length, dtype=torch.long),
         labels=labels,
-        bio_labels=bio,
+        tag_labels=bio,
         pixel_values=torch.zeros(1, 3, 2, 2),
         sam_pixel_values=torch.zeros(1, 3, 2, 2),
         image_index=torch.zeros(b, dtype=torch.long),
@@ -136,7 +134,7 @@ def test_plum_loss_weights_and_mask_average_over_all_spans():
     masks = [[ZERO], [strong, ZERO]]
     targets = [[TARGET], [TARGET, TARGET]]
     out, batch = _batch_and_output(masks, targets)
-    weights = LossWeights(lm=1.0, bio=2.0, seg=8.0, bce=2.0, kl=0.0)
+    weights = {"lm": 1.0, "bio": 2.0, "seg": 8.0, "bce": 2.0, "kl": 0.0}
     loss = plum_loss(out, batch, weights)
     # Masks are averaged over the 3 spans of the batch, not per conversation.
     seg = (2 * dice_loss(ZERO, TARGET) + dice_loss(strong, TARGET)) / 3
@@ -162,7 +160,7 @@ def test_plum_loss_without_spans_and_with_teacher():
     assert loss.seg.requires_grad  # still connected, for distributed training
     teacher = torch.ones_like(out.hidden)
     out2, batch2 = _batch_and_output([[ZERO]], [[TARGET]])
-    with_kl = plum_loss(out2, batch2, LossWeights(kl=0.1), teacher_hidden=teacher[:1])
+    with_kl = plum_loss(out2, batch2, {"kl": 0.1}, teacher_hidden=teacher[:1])
     assert with_kl.kl.item() == pytest.approx(0.5)  # (0 - 1)^2 on every dim of the span token
     assert with_kl.total.item() == pytest.approx(
         with_kl.lm.item() + 8 * with_kl.seg.item() + 2 * with_kl.bce.item() + 0.1 * 0.5, rel=1e-6

@@ -1,4 +1,4 @@
-"""PlumModel end to end on the tiny config: shapes, image sharing, feedback loop, sizes, teacher."""
+"""SegLMM end to end on the tiny config: shapes, image sharing, feedback loop, sizes, teacher."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from partonomy.models.core.losses import teacher_hidden_states
 from partonomy.models.plum.bio import B, I
 from partonomy.models.plum.builders import PRESETS, build_plum, tiny_config
-from partonomy.models.plum.losses import plum_loss, teacher_hidden_states
+from partonomy.models.plum.losses import plum_loss
 
 QUESTION = "What visible parts does the airplane in the image have?"
 ANSWER = "The airplane in the image has the following visible parts: front wheel, tail, and wing."
@@ -40,7 +41,7 @@ def test_forward_shapes(built):
     d = model.llava.config.text_config.hidden_size
     assert out.logits.shape == (b, length, vocab)
     assert out.hidden.shape == (b, length, d)
-    assert out.bio_logits.shape == (b, length, 3)
+    assert out.tag_logits.shape == (b, length, 3)
     assert out.text_positions.shape == (b, length) and out.text_positions.dtype == torch.bool
     n_img = processor.image_seq_length
     assert (
@@ -48,20 +49,20 @@ def test_forward_shapes(built):
     )  # first row: no padding, image tokens excluded
     assert [len(m) for m in out.masks] == [3, 0]
     assert out.spans[0] == ex1.spans and out.spans[1] == []
-    grid = model.sam.config.prompt_encoder_config.image_embedding_size
+    grid = model.mask_head.sam.config.prompt_encoder_config.image_embedding_size
     for mask, low, query in zip(
         out.masks[0], out.low_res_masks[0], out.span_queries[0], strict=True
     ):
         assert mask.shape == (40, 60)
         assert low.shape == (1, 4 * grid, 4 * grid)
-        assert query.shape == (model.sam.config.prompt_encoder_config.hidden_size,)
+        assert query.shape == (model.mask_head.sam.config.prompt_encoder_config.hidden_size,)
     assert all(t.ndim == 0 for t in out.iou_predictions[0])
     # Spans are in token order, one per part, and the answer's BIO labels mark them.
     assert ex1.span_parts == ["front wheel", "tail", "wing"]
     starts = [s[0] for s in ex1.spans]
     assert starts == sorted(starts)
-    assert [int(ex1.bio_labels[s[0]]) for s in ex1.spans] == [B, B, B]
-    assert int(ex1.bio_labels[ex1.spans[0][1]]) == I
+    assert [int(ex1.tag_labels[s[0]]) for s in ex1.spans] == [B, B, B]
+    assert int(ex1.tag_labels[ex1.spans[0][1]]) == I
 
 
 def test_shared_image_runs_once_and_gives_the_same_result(built):
@@ -77,7 +78,7 @@ def test_shared_image_runs_once_and_gives_the_same_result(built):
     separate = processor.collate([ex_a, ex_b])
     assert separate.pixel_values.shape[0] == 2
     calls = []
-    hook = model.sam.vision_encoder.register_forward_hook(
+    hook = model.mask_head.sam.vision_encoder.register_forward_hook(
         lambda m, i, o: calls.append(i[0].shape[0])
     )
     try:
@@ -98,12 +99,12 @@ def test_feedback_changes_the_second_mask_not_the_first(built):
     batch = processor.collate([ex])
     with torch.no_grad():
         with_feedback = model(batch)
-        pooler = model.feedback_pooler
-        model.feedback_pooler = None
+        pooler = model.feedback
+        model.feedback = None
         try:
             without = model(batch)
         finally:
-            model.feedback_pooler = pooler
+            model.feedback = pooler
     torch.testing.assert_close(with_feedback.masks[0][0], without.masks[0][0])
     assert not torch.allclose(with_feedback.masks[0][1], without.masks[0][1])
     assert not torch.allclose(with_feedback.masks[0][2], without.masks[0][2])

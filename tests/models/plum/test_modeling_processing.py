@@ -1,4 +1,4 @@
-"""PlumProcessor: prompt template, LM/BIO labels, spans and masks, truncation, images, collation."""
+"""SegProcessor: prompt template, LM/BIO labels, spans and masks, truncation, images, collation."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ from partonomy.models.backbones.preprocess import (
     sam_preprocess,
     sam_resized_size,
 )
+from partonomy.models.core.processing import LLAVA_V1_SYSTEM, SegProcessor
 from partonomy.models.plum.bio import BIO_IGNORE, B, I, O
-from partonomy.models.plum.processing import LLAVA_V1_SYSTEM, PlumProcessor
+from partonomy.models.plum.targets import BioTargets
 
 
-def make_processor(
-    layout: str = "llava_hf", max_length: int = 512, n_img: int = 4
-) -> PlumProcessor:
+def make_processor(layout: str = "llava_hf", max_length: int = 512, n_img: int = 4) -> SegProcessor:
     tokenizer = load_tokenizer(LlavaConfig(layout=layout))  # type: ignore[arg-type]
-    return PlumProcessor(
+    return SegProcessor(
         tokenizer,
+        targets=BioTargets(),
         image_seq_length=n_img,
         clip_image_size=16,
         sam_image_size=32,
@@ -35,7 +35,7 @@ def make_processor(
 
 
 @pytest.fixture(scope="module")
-def proc() -> PlumProcessor:
+def proc() -> SegProcessor:
     return make_processor()
 
 
@@ -66,7 +66,7 @@ def test_labels_cover_every_answer_and_bio_only_the_last(proc):
     text = tok.decode([ids[k] for k in labelled])
     assert text.replace(" ", "") == "Aplanewithawing.</s>Ithasawingandatail.</s>"
     # BIO labels: the last answer only (including its </s>), -100 everywhere else.
-    bio = ex.bio_labels.tolist()
+    bio = ex.tag_labels.tolist()
     inside = [k for k, v in enumerate(bio) if v != BIO_IGNORE]
     assert inside == list(range(ex.answer_start, ex.answer_end))
     assert ex.answer_end == len(ids) and tok.convert_ids_to_tokens(ids[-1]) == "</s>"
@@ -80,7 +80,7 @@ def test_labels_cover_every_answer_and_bio_only_the_last(proc):
 
 def test_generation_prompt_has_no_targets(proc):
     ex = proc.encode(IMAGE, [], "What is it?", None)
-    assert (ex.labels == -100).all() and (ex.bio_labels == BIO_IGNORE).all()
+    assert (ex.labels == -100).all() and (ex.tag_labels == BIO_IGNORE).all()
     assert ex.answer_start == ex.answer_end == len(ex.input_ids)
     tail = proc.tokenizer.decode(ex.input_ids[-4:].tolist())
     assert tail.endswith("ASSISTANT:")
@@ -106,7 +106,7 @@ def test_all_occurrences_repeats_the_mask(proc):
     assert first.span_parts == ["wing", "tail"]
     assert every.span_parts == ["wing", "tail", "wing"]
     assert len(every.span_targets) == 3 and every.span_targets[2] is every.span_targets[0]
-    assert int((every.bio_labels == B).sum()) == 3 and int((first.bio_labels == B).sum()) == 2
+    assert int((every.tag_labels == B).sum()) == 3 and int((first.tag_labels == B).sum()) == 2
 
 
 def test_truncation_drops_cut_spans_with_their_masks():
@@ -122,7 +122,7 @@ def test_truncation_drops_cut_spans_with_their_masks():
     )
     assert len(short.input_ids) == cut_at
     assert short.span_parts == ["wing"] and len(short.span_targets) == 1
-    assert int(short.bio_labels[short.spans[0][0]]) == B
+    assert int(short.tag_labels[short.spans[0][0]]) == B
     assert short.answer_end == cut_at
 
 
@@ -138,7 +138,7 @@ def test_collate_pads_right_and_shares_images(proc):
     assert batch.input_ids.shape[1] == len(b.input_ids) > n
     assert (batch.input_ids[1, n:] == proc.tokenizer.pad_token_id).all()
     assert (batch.attention_mask[1, n:] == 0).all() and (batch.labels[1, n:] == -100).all()
-    assert (batch.bio_labels[1, n:] == BIO_IGNORE).all()
+    assert (batch.tag_labels[1, n:] == BIO_IGNORE).all()
     assert batch.spans[1] == a.spans and batch.span_parts[2] == ["tail"]
     assert batch.original_sizes == [(12, 20), (12, 20), (6, 20)]
     assert batch.span_targets[2][0].dtype == torch.uint8 and batch.span_targets[2][0].shape == (
@@ -148,7 +148,7 @@ def test_collate_pads_right_and_shares_images(proc):
     moved = batch.to("cpu", dtype=torch.float64)
     assert moved.pixel_values.dtype == torch.float64 and moved.input_ids.dtype == torch.long
     assert len(moved) == 3
-    assert int((batch.bio_labels[0] == I).sum()) == 0  # single-token parts: no I
+    assert int((batch.tag_labels[0] == I).sum()) == 0  # single-token parts: no I
 
 
 def test_clip_preprocess_by_hand():

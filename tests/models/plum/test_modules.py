@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from transformers import SamConfig, SamModel
 
-from partonomy.models.plum.feedback import FiLM, MaskFeedbackPooler
+from partonomy.models.core.feedback import FiLM, MaskFeedbackPooler
 from partonomy.models.plum.span_extractor import SpanExtractor
 from partonomy.models.plum.span_query import SpanQuery
 

@@ -1,4 +1,4 @@
-"""PlumPredictor on a tiny untrained PLUM: the benchmark protocol (scores, object scores, teacher-
+"""SegPredictor on a tiny untrained PLUM: the benchmark protocol (scores, object scores, teacher-
 forced masks per part at the original size), free-form answers, highlight-to-segment."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from PIL import Image
 from partonomy.errors import ConfigError
 from partonomy.eval.protocol import EvalItem, FreeFormModel, GroundingModel
 from partonomy.io.qa_pairs import OBJECT_QUESTION_TYPES, load_qa_pairs
-from partonomy.models.plum.generation import decode_with_offsets, find_phrases
-from partonomy.models.plum.predictor import PlumPredictor, build_plum, findable_parts
+from partonomy.models.core.generation import decode_with_offsets, find_phrases
+from partonomy.models.core.predictor import SegPredictor, build_predictor
+from partonomy.models.plum.targets import BioTargets
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "qa"
 
@@ -24,8 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
-def predictor(one_thread: None) -> PlumPredictor:
-    return build_plum(device="cpu", dtype="float32", batch_size=4, max_new_tokens=12)
+def predictor(one_thread: None) -> SegPredictor:
+    return build_predictor("plum", device="cpu", dtype="float32", batch_size=4, max_new_tokens=12)
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +39,13 @@ def items() -> list[EvalItem]:
 
 
 def _reference_scores(
-    p: PlumPredictor,
+    p: SegPredictor,
     image: np.ndarray,
     history: list[tuple[str, str]],
     question: str,
     answers: list[str],
 ) -> tuple[list[float], list[float]]:
-    """Both scores of each answer from one full forward of PlumModel's own language model."""
+    """Both scores of each answer from one full forward of SegLMM's own language model."""
     conv, ans = [], []
     image_id = p.processor.image_token_id
     for example in p.processor.encode_choices(image, history, question, answers):
@@ -62,13 +63,13 @@ def _reference_scores(
     return conv, ans
 
 
-def test_implements_both_protocols(predictor: PlumPredictor) -> None:
+def test_implements_both_protocols(predictor: SegPredictor) -> None:
     assert isinstance(predictor, GroundingModel) and isinstance(predictor, FreeFormModel)
     assert predictor.name == "plum"
 
 
 def test_predict_scores_object_scores_and_masks(
-    predictor: PlumPredictor, items: list[EvalItem]
+    predictor: SegPredictor, items: list[EvalItem]
 ) -> None:
     answers = predictor.predict(items)
     assert len(answers) == len(items)
@@ -100,9 +101,9 @@ def test_predict_scores_object_scores_and_masks(
 
 
 def test_teacher_forced_masks_equal_plum_forward(
-    predictor: PlumPredictor, items: list[EvalItem]
+    predictor: SegPredictor, items: list[EvalItem]
 ) -> None:
-    """The masks equal PlumModel.forward on the correct answer with all-occurrence target spans."""
+    """The masks equal SegLMM.forward on the correct answer with all-occurrence target spans."""
     item = items[0]
     qa = item.qa
     got = predictor.predict([item])[0].masks
@@ -127,7 +128,7 @@ def test_teacher_forced_masks_equal_plum_forward(
         assert np.array_equal(mask, got[part])
 
 
-def test_batching_does_not_change_answers(predictor: PlumPredictor, items: list[EvalItem]) -> None:
+def test_batching_does_not_change_answers(predictor: SegPredictor, items: list[EvalItem]) -> None:
     together = predictor.predict(items)
     predictor.batch_size = 1
     try:
@@ -142,7 +143,7 @@ def test_batching_does_not_change_answers(predictor: PlumPredictor, items: list[
 
 
 def test_sam_encoder_runs_once_per_image(items: list[EvalItem]) -> None:
-    p = build_plum(device="cpu", dtype="float32", batch_size=8)
+    p = build_predictor("plum", device="cpu", dtype="float32", batch_size=8)
     calls: list[int] = []
     real = p.model.image_embeddings
 
@@ -157,7 +158,7 @@ def test_sam_encoder_runs_once_per_image(items: list[EvalItem]) -> None:
     assert calls == [3]
 
 
-def test_unmatched_part_is_reported_not_fatal(predictor: PlumPredictor) -> None:
+def test_unmatched_part_is_reported_not_fatal(predictor: SegPredictor) -> None:
     tok = predictor.tokenizer
     example = predictor.processor.encode(
         np.zeros((8, 8, 3), np.uint8),
@@ -165,13 +166,16 @@ def test_unmatched_part_is_reported_not_fatal(predictor: PlumPredictor) -> None:
         "Which parts?",
         "It has a left wing, a wing and a rudder.",
     )
-    spans, unmatched = findable_parts(
+    located = BioTargets().locate(
         example.input_ids.tolist(),
         example.answer_start,
         example.answer_end,
         ["wing", "left wing", "tail"],
         tok,
+        all_occurrences=True,
+        strict=False,
     )
+    spans, unmatched = located.spans, located.unmatched
     assert unmatched == ["tail"]
     words = [tok.decode(example.input_ids[list(s.tokens)]).strip() for s in spans]
     assert [(s.part, w) for s, w in zip(spans, words, strict=True)] == [
@@ -181,7 +185,7 @@ def test_unmatched_part_is_reported_not_fatal(predictor: PlumPredictor) -> None:
 
 
 def _full_forward(
-    p: PlumPredictor, image: np.ndarray, question: str
+    p: SegPredictor, image: np.ndarray, question: str
 ) -> tuple[torch.Tensor, int, torch.Tensor]:
     """Generated ids, prompt length and one full forward's hidden states over prompt + answer."""
     gen = p.generate(image, question)
@@ -194,9 +198,7 @@ def _full_forward(
     return ids, gen.generation.prompt_length, hidden[0]
 
 
-def test_free_form_answer_tags_and_segments(
-    predictor: PlumPredictor, items: list[EvalItem]
-) -> None:
+def test_free_form_answer_tags_and_segments(predictor: SegPredictor, items: list[EvalItem]) -> None:
     image, question = items[0].image, "What parts of the airplane are visible?"
     ans = predictor.answer(image, question)
     assert isinstance(ans.text, str) and len(ans.spans) == len(ans.masks)
@@ -206,10 +208,10 @@ def test_free_form_answer_tags_and_segments(
     # the spans are the tagger's on an independent full forward over prompt + generated tokens
     ids, plen, hidden = _full_forward(predictor, image, question)
     with torch.no_grad():
-        tags = predictor.model.tag_spans(hidden[None], torch.ones_like(ids)[None])
+        tags = predictor.model.tag_logits(hidden[None], torch.ones_like(ids)[None])
     allowed = torch.zeros_like(ids, dtype=torch.bool)[None]
     allowed[0, plen:] = True
-    spans = predictor.model.predicted_spans(tags, allowed)[0]
+    spans = predictor.model.find_spans(ids[None], tags, allowed)[0]
     assert spans, "the untrained tagger tags something on this seed"
     text, offsets = decode_with_offsets(predictor.tokenizer, ids[plen:].tolist())
     assert text == ans.text
@@ -217,7 +219,7 @@ def test_free_form_answer_tags_and_segments(
     assert [s.text for s in ans.spans] == [e for e in expected if e]
 
 
-def test_highlight_to_segment(predictor: PlumPredictor, items: list[EvalItem]) -> None:
+def test_highlight_to_segment(predictor: SegPredictor, items: list[EvalItem]) -> None:
     image, question = items[2].image, "Describe the boat."
     free = predictor.answer(image, question)
     word = next(w for w in free.text.split() if w.isalpha())
@@ -244,9 +246,9 @@ def test_highlight_to_segment(predictor: PlumPredictor, items: list[EvalItem]) -
 
 
 def test_static_cache_generation_gives_the_same_answer(
-    predictor: PlumPredictor, items: list[EvalItem]
+    predictor: SegPredictor, items: list[EvalItem]
 ) -> None:
-    static = PlumPredictor(
+    static = SegPredictor(
         predictor.model, predictor.processor, generation="static", max_new_tokens=12
     )
     a = predictor.answer(items[0].image, "What is this?")
@@ -256,7 +258,7 @@ def test_static_cache_generation_gives_the_same_answer(
         assert np.array_equal(x, y)
 
 
-def test_find_phrases_rules(predictor: PlumPredictor) -> None:
+def test_find_phrases_rules(predictor: SegPredictor) -> None:
     tok = predictor.tokenizer
     ids = tok("The left wing, the Wing and a wingtip.", add_special_tokens=False)["input_ids"]
     text, offsets = decode_with_offsets(tok, ids)
@@ -272,12 +274,12 @@ def test_find_phrases_rules(predictor: PlumPredictor) -> None:
 
 def test_builder_option_errors() -> None:
     with pytest.raises(ConfigError, match="unknown option 'beams'"):
-        build_plum(device="cpu", beams=2)
+        build_predictor("plum", device="cpu", beams=2)
     with pytest.raises(ConfigError, match="choice_score"):
-        build_plum(device="cpu", choice_score="perplexity")
+        build_predictor("plum", device="cpu", choice_score="perplexity")
     with pytest.raises(ConfigError, match="generation"):
-        build_plum(device="cpu", generation="beam")
+        build_predictor("plum", device="cpu", generation="beam")
     with pytest.raises(ConfigError, match="layout"):
-        build_plum(device="cpu", layout="tree")
+        build_predictor("plum", device="cpu", layout="tree")
     with pytest.raises(ConfigError, match="preset"):
-        build_plum(device="cpu", preset="tinyy")
+        build_predictor("plum", device="cpu", preset="tinyy")

@@ -137,7 +137,7 @@ def _train_tiny(run: Path) -> None:
 
 def test_eval_model_plum_from_a_training_run(tmp_path: Path) -> None:
     from partonomy.eval.protocol import EvalItem
-    from partonomy.models.plum.predictor import build_plum
+    from partonomy.models.core.predictor import build_predictor
 
     run = tmp_path / "train"
     _train_tiny(run)
@@ -152,7 +152,7 @@ def test_eval_model_plum_from_a_training_run(tmp_path: Path) -> None:
     preds = load_predictions(out / "predictions.jsonl")
 
     # the same as the predictor built directly from the run (its sizes are the run's, not tiny's)
-    predictor = build_plum(checkpoint=str(run), device="cpu", dtype="float32")
+    predictor = build_predictor("plum", checkpoint=str(run), device="cpu", dtype="float32")
     assert predictor.model.llava.config.text_config.hidden_size == 32
     records = load_qa_pairs(qa_file)
     items = []

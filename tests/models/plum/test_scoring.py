@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlavaForConditionalGeneration
 
-from partonomy.models.plum.scoring import (
+from partonomy.models.core.scoring import (
     ChoiceGroup,
     conversation_mask,
     score_groups,

@@ -22,27 +22,17 @@ are attached by name and a mask/span mismatch cannot happen silently.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from partonomy.models.core.targets import PartSpan
+
+__all__ = ["BIO_IGNORE", "B", "I", "O", "PartSpan", "find_part_spans", "group_spans"]
 
 O, B, I = 0, 1, 2  # noqa: E741 (the standard names of the three tags)
 BIO_IGNORE = -100
 """Label of positions that carry no BIO target (image, padding, prompt): ignored by the loss."""
 WORD_START = "▁"
 """SentencePiece's word-start marker."""
-
-
-@dataclass(frozen=True)
-class PartSpan:
-    """One tagged occurrence of a part name.
-
-    Attributes:
-        part: the part name as given (the key of the answer's mask dict).
-        tokens: indices into ``input_ids``, ascending and contiguous (B first, then I's).
-    """
-
-    part: str
-    tokens: tuple[int, ...]
 
 
 def _continues_word(piece: str) -> bool:

@@ -22,15 +22,18 @@ from partonomy.models.backbones.llava import (
     load_tokenizer,
 )
 from partonomy.models.backbones.sam import SamConfig, build_sam, sam_geometry
+from partonomy.models.core.feedback import MaskFeedbackPooler
+from partonomy.models.core.mask_heads import SamMaskHead
+from partonomy.models.core.model import SegLMM
+from partonomy.models.core.processing import SegProcessor
 from partonomy.models.plum.config import PlumConfig
-from partonomy.models.plum.feedback import MaskFeedbackPooler
-from partonomy.models.plum.modeling import PlumModel
-from partonomy.models.plum.processing import PlumProcessor
+from partonomy.models.plum.prompts import BioSpanPrompts
 from partonomy.models.plum.span_extractor import SpanExtractor
 from partonomy.models.plum.span_query import SpanQuery
+from partonomy.models.plum.targets import BioTargets
 
 
-def build_processor(cfg: PlumConfig, llava: Any | None = None) -> PlumProcessor:
+def build_processor(cfg: PlumConfig, llava: Any | None = None) -> SegProcessor:
     """The processor for ``cfg`` (sizes from a built ``llava`` when given, else from ``cfg.llava``).
 
     Building only the processor needs the tokenizer, not the weights, when ``cfg.llava`` is tiny.
@@ -46,8 +49,9 @@ def build_processor(cfg: PlumConfig, llava: Any | None = None) -> PlumProcessor:
         raise ConfigError(
             "build_processor: pass the built llava model when llava.pretrained is set"
         )
-    return PlumProcessor(
+    return SegProcessor(
         tokenizer,
+        targets=BioTargets(),
         image_seq_length=seq,
         clip_image_size=clip_size,
         sam_image_size=cfg.sam.image_size if cfg.sam.pretrained is None else 0,
@@ -56,7 +60,7 @@ def build_processor(cfg: PlumConfig, llava: Any | None = None) -> PlumProcessor:
     )
 
 
-def build_plum(cfg: PlumConfig) -> tuple[PlumModel, PlumProcessor]:
+def build_plum(cfg: PlumConfig) -> tuple[SegLMM, SegProcessor]:
     """Build PLUM and its processor.
 
     Returns:
@@ -100,16 +104,17 @@ def build_plum(cfg: PlumConfig) -> tuple[PlumModel, PlumProcessor]:
     for module in (extractor, query, pooler):
         if module is not None:
             module.to(dtype)
-    model = PlumModel(
+    model = SegLMM(
         llava=llava,
-        sam=sam,
-        span_extractor=extractor,
-        span_query=query,
-        feedback_pooler=pooler,
+        prompt_source=BioSpanPrompts(extractor, query),
+        mask_head=SamMaskHead(sam),
+        feedback=pooler,
         config=cfg,
+        family="plum",
     )
-    processor = PlumProcessor(
+    processor = SegProcessor(
         tokenizer,
+        targets=BioTargets(),
         image_seq_length=image_seq_length(llava),
         clip_image_size=int(llava.config.vision_config.image_size),  # type: ignore[union-attr]
         sam_image_size=geo.input_size,

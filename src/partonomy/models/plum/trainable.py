@@ -1,271 +1,35 @@
-"""Which PLUM parameters train: the one rule, as a typed spec (paper defaults) and ``set_trainable``.
+"""PLUM's trainable set: the shared spec plus its own heads (paper defaults, reference §4.2).
 
-Default (the paper's recipe, reference §4.2):
-
-* trained: LoRA adapters (r 8, alpha 16, dropout 0.05, on ``q_proj``/``v_proj``) in the language
-  model only; ``lm_head``; the embedding **rows of the added tokens** (``<image>``, ``<im_start>``,
-  ``<im_end>``; the original trained the whole 32002-row matrix, we keep the pretrained rows
-  fixed with a gradient mask); SAM's prompt encoder and mask decoder; the span extractor, the
-  span-query projector and the feedback pooler.
-* frozen: the vision tower, the multimodal projector, SAM's image encoder, the language model's
-  base weights, and SAM's random-Fourier positional matrix (``sam.shared_image_embedding``; a
-  fixed buffer in the original SAM, a parameter in transformers' port).
-
-Parameters shared between modules are trainable if any module that holds them is trainable
-(e.g. the prompt encoder's mask-downscaling convs, which the feedback pooler reuses), with one
-exception: ``sam_positional_matrix`` decides alone for the positional matrix, which transformers'
-prompt encoder also holds (as ``shared_embedding``).
-
-Module paths (relative to :class:`~partonomy.models.plum.modeling.PlumModel`) follow
-transformers' ``LlavaForConditionalGeneration`` and ``SamModel`` layouts; see :data:`GROUPS`.
+Besides the shared defaults (:mod:`partonomy.models.core.trainable`), PLUM trains SAM's prompt
+encoder (its mask-downscaling convs feed the feedback loop), the span extractor, the span-query
+projector and the feedback pooler.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar
 
-import torch
-from torch import nn
-
-from partonomy.errors import ConfigError
-
-log = logging.getLogger(__name__)
-
-GROUPS: dict[str, tuple[str, ...]] = {
-    "language_model": ("llava.model.language_model",),
-    "lm_head": ("llava.lm_head",),
-    "vision_tower": ("llava.model.vision_tower",),
-    "mm_projector": ("llava.model.multi_modal_projector",),
-    "sam_image_encoder": ("sam.vision_encoder",),
-    "sam_prompt_encoder": ("sam.prompt_encoder",),
-    "sam_mask_decoder": ("sam.mask_decoder",),
-    "sam_positional_matrix": ("sam.shared_image_embedding",),
-    "span_extractor": ("span_extractor",),
-    "span_query": ("span_query",),
-    "feedback_pooler": ("feedback_pooler",),
-}
-"""Spec field -> module path prefixes (in the PlumModel) it controls."""
-
-EMBEDDING_PATH = "llava.model.language_model.embed_tokens"
-"""The input-embedding module, governed by :attr:`TrainableSpec.embeddings`."""
-
-_ROW_MASK_HANDLE = "_partonomy_row_mask_handle"
+from partonomy.models.core.trainable import COMMON_GROUPS, TrainableSpec
 
 
 @dataclass
-class LoraSpec:
-    """LoRA adapters for the language model (peft ``LoraConfig``)."""
-
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
-
-    def __post_init__(self) -> None:
-        if self.r <= 0 or self.alpha <= 0:
-            raise ConfigError(f"trainable.lora: r and alpha must be positive (r={self.r})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"trainable.lora.dropout must be in [0, 1), got {self.dropout}")
-        if not self.target_modules:
-            raise ConfigError("trainable.lora.target_modules must name at least one module")
-
-
-@dataclass
-class TrainableSpec:
-    """What trains. Defaults are the paper's recipe (see module docstring).
+class PlumTrainableSpec(TrainableSpec):
+    """What trains in PLUM (the shared fields, and):
 
     Attributes:
-        language_model: ``"lora"`` (adapters only, base frozen), ``"full"`` (every LM weight), or
-            ``"frozen"``. ``full`` is for random-init tiny models, where freezing makes no sense.
-        lora: adapter settings, used when ``language_model == "lora"``.
-        embeddings: ``"new_rows"`` (only added tokens' rows get gradients), ``"full"``, or
-            ``"frozen"``. Ignored (treated as full) when ``language_model == "full"``.
-        lm_head, vision_tower, mm_projector, sam_image_encoder, sam_prompt_encoder,
-        sam_mask_decoder, sam_positional_matrix, span_extractor, span_query, feedback_pooler:
-            train that module (all its parameters).
+        span_extractor, span_query, feedback_pooler: train that module.
     """
 
-    language_model: Literal["lora", "full", "frozen"] = "lora"
-    lora: LoraSpec = field(default_factory=LoraSpec)
-    embeddings: Literal["new_rows", "full", "frozen"] = "new_rows"
-    lm_head: bool = True
-    vision_tower: bool = False
-    mm_projector: bool = False
-    sam_image_encoder: bool = False
+    GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
+        **COMMON_GROUPS,
+        "span_extractor": ("prompt_source.span_extractor",),
+        "span_query": ("prompt_source.span_query",),
+        "feedback_pooler": ("feedback",),
+    }
+    OPTIONAL_GROUPS: ClassVar[tuple[str, ...]] = ("feedback_pooler",)
+
     sam_prompt_encoder: bool = True
-    sam_mask_decoder: bool = True
-    sam_positional_matrix: bool = False
     span_extractor: bool = True
     span_query: bool = True
     feedback_pooler: bool = True
-
-
-def _has_prefix(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + ".")
-
-
-OPTIONAL_GROUPS = ("feedback_pooler",)
-"""Groups whose module may be absent (``use_feedback: false`` builds no pooler)."""
-
-
-def _submodule(model: nn.Module, path: str) -> nn.Module:
-    try:
-        return model.get_submodule(path)
-    except AttributeError:
-        raise ConfigError(
-            f"the model has no module '{path}'; set_trainable expects a PlumModel "
-            "(llava = transformers LlavaForConditionalGeneration, sam = SamModel)"
-        ) from None
-
-
-def has_lora(model: nn.Module) -> bool:
-    """Whether LoRA adapters are already injected into the language model."""
-    lm = _submodule(model, GROUPS["language_model"][0])
-    return any("lora_A" in n for n, _ in lm.named_parameters())
-
-
-def apply_lora(model: nn.Module, spec: LoraSpec) -> None:
-    """Inject LoRA adapters (adapter name ``"default"``) into the language model, in place.
-
-    Only the language model is touched, so the vision tower, projector, SAM and PLUM heads can
-    never get adapters whatever ``target_modules`` says. Calling it twice is a no-op.
-    """
-    if has_lora(model):
-        return
-    from peft import LoraConfig, inject_adapter_in_model
-
-    lm = _submodule(model, GROUPS["language_model"][0])
-    config = LoraConfig(
-        r=spec.r,
-        lora_alpha=spec.alpha,
-        lora_dropout=spec.dropout,
-        target_modules=list(spec.target_modules),
-        bias="none",
-    )
-    inject_adapter_in_model(config, lm, adapter_name="default")
-
-
-def merge_lora(model: nn.Module) -> int:
-    """Fold LoRA adapters into their base weights (for inference); returns how many were merged."""
-    from peft.tuners.lora import LoraLayer
-
-    n = 0
-    for module in model.modules():
-        if isinstance(module, LoraLayer) and not module.merged:
-            module.merge()
-            n += 1
-    return n
-
-
-def _register_row_mask(embedding: nn.Embedding, rows: Sequence[int]) -> None:
-    """Zero the embedding gradient outside ``rows``; with AdamW and no weight decay the other rows
-    then never change (their moments stay 0, so their update is exactly 0)."""
-    old = getattr(embedding, _ROW_MASK_HANDLE, None)
-    if old is not None:
-        old.remove()
-    weight = embedding.weight
-    mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
-    mask[list(rows)] = 1.0
-
-    def hook(grad: torch.Tensor) -> torch.Tensor:
-        return grad * mask.to(grad.device, grad.dtype)
-
-    setattr(embedding, _ROW_MASK_HANDLE, weight.register_hook(hook))
-
-
-def _clear_row_mask(embedding: nn.Module) -> None:
-    old = getattr(embedding, _ROW_MASK_HANDLE, None)
-    if old is not None:
-        old.remove()
-        setattr(embedding, _ROW_MASK_HANDLE, None)
-
-
-def trainable_prefixes(spec: TrainableSpec) -> list[str]:
-    """Module prefixes whose parameters all train under ``spec`` (LoRA and embeddings aside)."""
-    out: list[str] = []
-    for group, prefixes in GROUPS.items():
-        if group == "language_model":
-            if spec.language_model == "full":
-                out.extend(prefixes)
-            continue
-        if getattr(spec, group):
-            out.extend(prefixes)
-    return out
-
-
-def set_trainable(
-    model: nn.Module, spec: TrainableSpec, *, new_token_ids: Sequence[int] | None = None
-) -> list[str]:
-    """Apply ``spec`` to ``model`` in place: inject LoRA if asked, set ``requires_grad``, mask rows.
-
-    Args:
-        model: a PlumModel (module paths as in :data:`GROUPS`).
-        spec: what trains.
-        new_token_ids: ids of the tokens added to the base vocabulary (their embedding rows train
-            when ``spec.embeddings == "new_rows"``). Defaults to ``model.new_token_ids`` if the
-            model has that attribute.
-
-    Returns:
-        The sorted names (as in ``model.named_parameters()``) of the trainable parameters. They
-        are also logged at INFO level with their count.
-
-    Raises:
-        ConfigError: the model lacks a module of the spec, or ``new_rows`` is asked without ids.
-    """
-    for group, prefixes in GROUPS.items():
-        for prefix in prefixes:
-            if group in OPTIONAL_GROUPS and getattr(model, prefix, None) is None:
-                continue
-            _submodule(model, prefix)
-    if spec.language_model == "lora":
-        apply_lora(model, spec.lora)
-
-    prefixes = trainable_prefixes(spec)
-    embedding = _submodule(model, EMBEDDING_PATH)
-    _clear_row_mask(embedding)
-    embeddings = "full" if spec.language_model == "full" else spec.embeddings
-    if embeddings != "frozen":
-        prefixes.append(EMBEDDING_PATH)
-
-    # Decide per parameter object (not per name) so shared parameters are handled once.
-    train_ids: set[int] = set()
-    for name, param in model.named_parameters(remove_duplicate=False):
-        is_adapter = spec.language_model == "lora" and ".lora_" in name
-        if is_adapter or any(_has_prefix(name, p) for p in prefixes):
-            train_ids.add(id(param))
-    if not spec.sam_positional_matrix:
-        # The prompt encoder holds the same positional module (``shared_embedding``); this
-        # explicit rule wins over sharing, as the matrix is a fixed buffer in the original SAM.
-        for param in _submodule(model, GROUPS["sam_positional_matrix"][0]).parameters():
-            train_ids.discard(id(param))
-    for param in model.parameters():
-        param.requires_grad_(id(param) in train_ids)
-
-    if embeddings == "new_rows":
-        ids = new_token_ids if new_token_ids is not None else getattr(model, "new_token_ids", None)
-        if ids is None:
-            raise ConfigError(
-                "trainable.embeddings is 'new_rows' but the ids of the added tokens are unknown; "
-                "pass new_token_ids (e.g. range(tokenizer.vocab_size, len(tokenizer)))"
-            )
-        lm_head = _submodule(model, "llava.lm_head")
-        tied = getattr(lm_head, "weight", None) is embedding.weight  # type: ignore[union-attr]
-        if not (tied and spec.lm_head):  # a tied, trained lm_head trains every row anyway
-            _register_row_mask(embedding, list(ids))  # type: ignore[arg-type]
-
-    names = sorted(n for n, p in model.named_parameters() if p.requires_grad)
-    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    n_total = sum(p.numel() for p in model.parameters())
-    log.info(
-        "trainable: %d tensors, %d / %d parameters (%.3f%%)",
-        len(names),
-        n_train,
-        n_total,
-        100.0 * n_train / max(n_total, 1),
-    )
-    for name in names:
-        log.debug("  trainable %s", name)
-    return names

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from partonomy.models.plum.scoring import base_and_head, cache_kwargs, output_cache
+from partonomy.models.core.scoring import base_and_head, cache_kwargs, output_cache
 
 
 @dataclass(eq=False)
@@ -76,6 +76,7 @@ def generate(
     use_cache: bool = True,
     return_hidden: bool = True,
     static_cache: bool = False,
+    prompt_embeds: Sequence[torch.Tensor] | None = None,
 ) -> list[Generation]:
     """Greedy-decode one answer per prompt.
 
@@ -93,6 +94,9 @@ def generate(
             on a GPU HF then compiles the decoding step with CUDA graphs (one compile of ~30 s
             for a 7B model, then ~3x the tokens/s at batch 1), and the hidden states come from
             one forward over the final sequences. Same tokens as the loop up to kernel numerics.
+        prompt_embeds: per prompt ``(L_b, d)`` input embeddings to use instead of embedding the
+            prompt ids and scattering ``pixel_values`` (models whose input encoders replace
+            special tokens, e.g. GLaMM's ``<bbox>``); the own KV loop only.
 
     Returns:
         One :class:`Generation` per prompt, in order.
@@ -101,6 +105,8 @@ def generate(
         return []
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if prompt_embeds is not None and (static_cache or not use_cache):
+        raise ValueError("prompt_embeds needs the KV-cached loop (static_cache=False, use_cache)")
     if static_cache:
         return _generate_static(
             lm, prompts, pixel_values, stop_token_ids, max_new_tokens, pad_token_id, return_hidden
@@ -119,9 +125,17 @@ def generate(
     new: list[torch.Tensor] = []  # each (B,): the token of every row at that step
     step_hidden: list[torch.Tensor] = []  # each (B, 1, d): hidden state of the token fed
 
+    if prompt_embeds is None:
+        first: dict[str, Any] = {"input_ids": ids, "pixel_values": pixel_values}
+    else:
+        embeds = torch.zeros(
+            (batch, width, prompt_embeds[0].shape[-1]), dtype=weight.dtype, device=device
+        )
+        for r, e in enumerate(prompt_embeds):  # left-padded like the ids
+            embeds[r, width - e.shape[0] :] = e.to(device, weight.dtype)
+        first = {"inputs_embeds": embeds}
     out = base(
-        input_ids=ids,
-        pixel_values=pixel_values,
+        **first,
         attention_mask=mask,
         position_ids=_positions(mask),
         use_cache=use_cache,

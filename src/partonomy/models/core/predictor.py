@@ -1,30 +1,36 @@
-"""PLUM as a benchmark model and as a free-form assistant (``partonomy eval --model plum``,
-``partonomy predict``).
+"""A segmentation LMM as a benchmark model and as a free-form assistant (``partonomy eval
+--model plum|lisa|glamm``, ``partonomy predict --model ...``). Nothing here is family-specific: the
+family's target scheme marks the parts (PLUM: plain names tagged B/I/O; LISA / GLaMM: a ``[SEG]``
+after each part name, written into every answer choice as the original PARTONOMY code did), and
+its prompt source finds the targets in generated text (tagged spans, or ``[SEG]`` tokens).
 
-Benchmark mode (:meth:`PlumPredictor.predict`, the :class:`~partonomy.eval.protocol.GroundingModel`
+Benchmark mode (:meth:`SegPredictor.predict`, the :class:`~partonomy.eval.protocol.GroundingModel`
 protocol), per batch of questions:
 
-1. Each distinct image's SAM embedding is computed once (batched) and cached per image content.
+1. Each distinct image's mask-head embedding is computed once (batched) and cached per image content.
 2. Every question's 5 answer choices are scored by mean token cross-entropy with a shared prefix
-   (:mod:`partonomy.models.plum.scoring`); part_to_whole / whole_to_part also score the object
-   question's choices, conditioned on the ground-truth first answer (``EvalItem.part_history`` /
-   ``object_history``). ``choice_score``: ``conversation`` (the paper's) or ``answer``; the other
-   mode's scores are written to the prediction line as an extra
+   (:mod:`partonomy.models.core.scoring`) over the family's answer text, so a ``[SEG]`` family's
+   ``[SEG]`` tokens are scored like every other answer token (as in the original); part_to_whole /
+   whole_to_part also score the object question's choices, conditioned on the ground-truth first
+   answer (``EvalItem.part_history`` / ``object_history``). ``choice_score``: ``conversation`` (the
+   paper's) or ``answer``; the other mode's scores are written to the prediction line as an extra
    (``choice_scores_<mode>`` / ``object_choice_scores_<mode>``).
-3. Masks are teacher-forced on the correct answer: its parts are found in its tokens with every
-   occurrence tagged (:func:`~partonomy.models.plum.bio.find_part_spans`), SAM runs per span in
-   token order with the feedback loop, at the original resolution, thresholded at logit > 0. The
+3. Masks are teacher-forced on the correct answer: its parts are located in its tokens (PLUM: every
+   occurrence tagged, :func:`~partonomy.models.plum.bio.find_part_spans`; ``[SEG]`` families: the
+   ``[SEG]`` after each name), the mask head runs per target in token order (with the feedback
+   loop where the family has one), at the original resolution, thresholded at logit > 0. The
    hidden states come from the scoring pass (the correct choice's row), so no extra LM forward.
    **One mask per part name: a part with several spans takes its first span's mask** (all spans
    still feed the feedback loop). A part whose name is not found in the answer text (e.g. a
    synonym in the answer) gets no mask; it is listed in the extra ``unmatched_parts`` and scored
    as missing.
 
-Free-form mode (:meth:`PlumPredictor.answer`): greedy generation with a KV cache
-(:mod:`partonomy.models.plum.generation`), the span extractor over the hidden states gathered
-while generating, greedy B/I grouping restricted to the answer tokens, one mask per span. With
-``highlight``, the named phrases are matched in the answer text instead and become the spans
-(highlight-to-segment, the original's ``prompt_user_input``).
+Free-form mode (:meth:`SegPredictor.answer`): greedy generation with a KV cache
+(:mod:`partonomy.models.core.generation`), then the prompt source over the hidden states gathered
+while generating (PLUM: greedy B/I grouping restricted to the answer tokens; ``[SEG]`` families:
+every generated ``[SEG]``), one mask per target. With ``highlight`` (span-prompt families only), the
+named phrases are matched in the answer text instead and become the spans (highlight-to-segment,
+the original PLUM's ``prompt_user_input``).
 """
 
 from __future__ import annotations
@@ -42,8 +48,7 @@ import torch
 from partonomy.errors import ConfigError
 from partonomy.eval.protocol import EvalItem, FreeFormAnswer, ModelAnswer, Span, Turn
 from partonomy.io.qa_pairs import OBJECT_QUESTION_TYPES
-from partonomy.models.plum.bio import PartSpan, find_part_spans
-from partonomy.models.plum.generation import (
+from partonomy.models.core.generation import (
     Generation,
     TextSpan,
     char_span,
@@ -51,7 +56,7 @@ from partonomy.models.plum.generation import (
     find_phrases,
     generate,
 )
-from partonomy.models.plum.scoring import (
+from partonomy.models.core.scoring import (
     CHOICE_SCORES,
     LAYOUTS,
     ChoiceGroup,
@@ -61,8 +66,8 @@ from partonomy.models.plum.scoring import (
 )
 
 if TYPE_CHECKING:
-    from partonomy.models.plum.modeling import PlumModel
-    from partonomy.models.plum.processing import PlumExample, PlumProcessor
+    from partonomy.models.core.model import SegLMM
+    from partonomy.models.core.processing import SegExample, SegProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -76,52 +81,6 @@ def image_key(image: np.ndarray) -> str:
     return f"{image.shape}:{image.dtype}:{digest}"
 
 
-def findable_parts(
-    input_ids: Sequence[int],
-    answer_start: int,
-    answer_end: int,
-    parts: Sequence[str],
-    tokenizer: Any,
-) -> tuple[list[PartSpan], list[str]]:
-    """Every occurrence of the parts that can be found in an answer; the rest are reported.
-
-    Parts are tried longest first (the matching order of :func:`find_part_spans`), each kept only
-    if the set found so far still matches with it added, so one unmatched part does not cost the
-    others their masks.
-
-    Returns:
-        ``(spans in token order, unmatched part names in the given order)``.
-    """
-    ids = [int(t) for t in input_ids]
-    unique = list(dict.fromkeys(parts))
-    try:  # the usual case: every part is there
-        found = find_part_spans(
-            ids, answer_start, unique, tokenizer, all_occurrences=True, answer_end=answer_end
-        )
-        return found, []
-    except ValueError:
-        pass
-    lengths = {p: len(tokenizer.encode(p, add_special_tokens=False)) for p in unique}
-    kept: list[str] = []
-    spans: list[PartSpan] = []
-    for part in sorted(unique, key=lambda p: (-lengths[p], -len(p))):
-        try:
-            spans = find_part_spans(
-                ids,
-                answer_start,
-                [*kept, part],
-                tokenizer,
-                all_occurrences=True,
-                answer_end=answer_end,
-            )
-        except ValueError:
-            continue
-        kept.append(part)
-    if not kept:
-        spans = []
-    return spans, [p for p in unique if p not in kept]
-
-
 @dataclass(eq=False)
 class GeneratedAnswer:
     """A generated answer before span tagging.
@@ -133,18 +92,18 @@ class GeneratedAnswer:
         offsets: per answer token, its ``(start, end)`` characters in ``text``.
     """
 
-    prompt: PlumExample
+    prompt: SegExample
     generation: Generation
     text: str
     offsets: list[tuple[int, int]]
 
 
-class PlumPredictor:
-    """PLUM at inference: holds the model and processor, caches SAM image embeddings.
+class SegPredictor:
+    """A segmentation LMM at inference: holds the model and processor, caches image embeddings.
 
     Args:
-        model: a :class:`~partonomy.models.plum.modeling.PlumModel` (put in eval mode here).
-        processor: its :class:`~partonomy.models.plum.processing.PlumProcessor`.
+        model: a :class:`~partonomy.models.core.model.SegLMM` (put in eval mode here).
+        processor: its :class:`~partonomy.models.core.processing.SegProcessor`.
         batch_size: questions scored together in one :meth:`predict` step.
         choice_score: ``"conversation"`` (the paper's) or ``"answer"`` (module docstring).
         max_new_tokens: generation length limit of :meth:`answer` (the sequence limit of the
@@ -154,17 +113,15 @@ class PlumPredictor:
             ~3x the tokens/s; for many free-form answers).
         layout: how the answer continuations run over the shared prefix: ``"packed"`` (one row
             per question, a 4-D mask; the default, fastest) or ``"expand"`` (one row per choice
-            over a copied prefix cache); see :func:`~partonomy.models.plum.scoring.score_groups`.
+            over a copied prefix cache); see :func:`~partonomy.models.core.scoring.score_groups`.
         max_rows: answer-choice rows per continuation forward (``expand`` layout).
         image_cache: how many SAM image embeddings to keep (least recently used are dropped).
     """
 
-    name = "plum"
-
     def __init__(
         self,
-        model: PlumModel,
-        processor: PlumProcessor,
+        model: SegLMM,
+        processor: SegProcessor,
         *,
         batch_size: int = 8,
         choice_score: str = "conversation",
@@ -191,6 +148,7 @@ class PlumPredictor:
             if value < 1:
                 raise ConfigError(f"{label} must be at least 1, got {value}")
         self.model = model.eval()
+        self.name = model.family or "model"
         self.processor = processor
         self.batch_size = batch_size
         self.choice_score = choice_score
@@ -243,7 +201,7 @@ class PlumPredictor:
         return key
 
     # -------------------------------------------------------------------- benchmark mode
-    def _group(self, examples: list[PlumExample], keep: int | None) -> ChoiceGroup:
+    def _group(self, examples: list[SegExample], keep: int | None) -> ChoiceGroup:
         image_id = self.processor.image_token_id
         answer_masks = []
         for ex in examples:
@@ -272,14 +230,20 @@ class PlumPredictor:
         groups: list[ChoiceGroup] = []
         part_group: list[int] = []
         object_group: list[int | None] = []
-        correct: list[PlumExample] = []
+        correct: list[SegExample] = []
         keys = []
         for item in items:
             qa = item.qa
             key = image_key(item.image)
             keys.append(key)
             part = self.processor.encode_choices(
-                item.image, item.part_history(), qa.question, qa.answer_choices, image_key=key
+                item.image,
+                item.part_history(),
+                qa.question,
+                qa.answer_choices,
+                parts=qa.answer_parts,
+                strict=False,
+                image_key=key,
             )
             part_group.append(len(groups))
             groups.append(self._group(part, qa.correct_index))
@@ -312,9 +276,7 @@ class PlumPredictor:
             part_scores = scores[part_group[i]]
             hidden = part_scores.hidden
             assert hidden is not None
-            masks, unmatched = self._teacher_forced_masks(
-                correct[i], item.qa.correct_parts, hidden, embeddings[i]
-            )
+            masks, unmatched = self._teacher_forced_masks(correct[i], hidden, embeddings[i])
             extra: dict[str, object] = {f"choice_scores_{other}": part_scores.select(other)}
             object_scores = None
             g = object_group[i]
@@ -334,39 +296,32 @@ class PlumPredictor:
         return out
 
     def _teacher_forced_masks(
-        self,
-        example: PlumExample,
-        parts: Sequence[str],
-        hidden: torch.Tensor,
-        embedding: torch.Tensor,
+        self, example: SegExample, hidden: torch.Tensor, embedding: torch.Tensor
     ) -> tuple[dict[str, np.ndarray], list[str]]:
-        spans, unmatched = findable_parts(
-            example.input_ids.tolist(),
-            example.answer_start,
-            example.answer_end,
-            parts,
-            self.tokenizer,
-        )
+        """One bool mask per located part of the correct answer (first span of each part), and
+        the parts that could not be located."""
         logits = self.model.segment(
-            hidden,
-            [list(s.tokens) for s in spans],
-            embedding,
-            example.original_size,
-            example.sam_input_size,
+            hidden, example.spans, embedding, example.original_size, example.sam_input_size
         )
         masks: dict[str, np.ndarray] = {}
-        for span, logit in zip(spans, logits, strict=True):
-            if span.part not in masks:  # first span of each part
-                masks[span.part] = (logit > MASK_THRESHOLD).cpu().numpy()
-        return masks, unmatched
+        for part, logit in zip(example.span_parts, logits, strict=True):
+            if part not in masks:  # first span of each part
+                masks[part] = (logit > MASK_THRESHOLD).cpu().numpy()
+        return masks, list(example.unmatched_parts)
 
     # -------------------------------------------------------------------- free-form mode
     @torch.no_grad()
     def generate(
-        self, image: np.ndarray, question: str, *, history: Sequence[Turn] = ()
+        self,
+        image: np.ndarray,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        boxes: Sequence[Box] = (),
     ) -> GeneratedAnswer:
         """Greedy-generate an answer with a KV cache (no spans, no masks); see :meth:`answer`."""
-        prompt = self.processor.encode(image, list(history), question, None)
+        question = with_box_tokens(question, len(boxes))
+        prompt = self.processor.encode(image, list(history), question, None, boxes=boxes)
         plen = int(prompt.input_ids.shape[0])
         budget = min(self.max_new_tokens, self.processor.max_length - plen)
         if budget < 1:
@@ -374,6 +329,14 @@ class PlumPredictor:
                 f"the prompt is {plen} tokens, which leaves no room to answer within the model's "
                 f"max_length ({self.processor.max_length}); shorten the question or history"
             )
+        embeds = None
+        if boxes:  # input encoders (GLaMM's regions) replace their tokens' embeddings
+            batch = self.processor.collate([prompt]).to(self.device)
+            embeds = [
+                self.model.input_embeddings(
+                    batch.input_ids, batch.pixel_values, batch.image_index, batch
+                )[0]
+            ]
         gen = generate(
             self.model.llava,
             [prompt.input_ids],
@@ -381,7 +344,8 @@ class PlumPredictor:
             stop_token_ids=[int(self.tokenizer.eos_token_id)],
             max_new_tokens=budget,
             pad_token_id=self._pad_id(),
-            static_cache=self.generation == "static",
+            static_cache=self.generation == "static" and embeds is None,
+            prompt_embeds=embeds,
         )[0]
         text, offsets = decode_with_offsets(self.tokenizer, gen.new_tokens.tolist())
         return GeneratedAnswer(prompt, gen, text, offsets)
@@ -394,6 +358,7 @@ class PlumPredictor:
         *,
         highlight: Sequence[str] | None = None,
         history: Sequence[Turn] = (),
+        boxes: Sequence[Box] = (),
     ) -> FreeFormAnswer:
         """Generate an answer to ``question`` about ``image`` and segment the parts it names.
 
@@ -404,12 +369,19 @@ class PlumPredictor:
                 (case-insensitive whole-word matches, every occurrence; a phrase that does not
                 occur is skipped with a logged warning).
             history: earlier (question, answer) turns of the conversation.
+            boxes: regions ``(x0, y0, x1, y1)`` in image pixels for a model with a region
+                encoder (GLaMM), one per ``<bbox>`` in the question (appended when it has none).
 
         Returns:
             The answer text, its spans (character offsets into the text) and one bool ``(H, W)``
             mask per span, in text order.
         """
-        out = self.generate(image, question, history=history)
+        if highlight is not None and not self.model.prompt_source.accepts_text_spans:
+            raise ConfigError(
+                f"highlight-to-segment needs a model that prompts masks with text spans (plum); "
+                f"{self.name} prompts them with {self.model.prompt_source.__class__.__name__}"
+            )
+        out = self.generate(image, question, history=history, boxes=boxes)
         hidden, plen, text = out.generation.hidden, out.generation.prompt_length, out.text
         assert hidden is not None
         if highlight is not None:
@@ -417,15 +389,12 @@ class PlumPredictor:
             missing = [p for p in highlight if p.strip() and not _phrase_found(p, text, found)]
             if missing:
                 logger.warning("highlight phrases not in the answer: %s", ", ".join(missing))
+            targets = [[plen + t for t in span.tokens] for span in found]
         else:
-            found = self._tagged_spans(hidden, plen, text, out.offsets)
+            targets, found = self._model_spans(out)
         embedding = self.image_embeddings([image_key(image)], [out.prompt.sam_pixel_values])[0]
         logits = self.model.segment(
-            hidden,
-            [[plen + t for t in span.tokens] for span in found],
-            embedding,
-            out.prompt.original_size,
-            out.prompt.sam_input_size,
+            hidden, targets, embedding, out.prompt.original_size, out.prompt.sam_input_size
         )
         return FreeFormAnswer(
             text=text,
@@ -433,23 +402,106 @@ class PlumPredictor:
             masks=[(m > MASK_THRESHOLD).cpu().numpy() for m in logits],
         )
 
-    def _tagged_spans(
-        self, hidden: torch.Tensor, prompt_length: int, text: str, offsets: list[tuple[int, int]]
-    ) -> list[TextSpan]:
-        """The span extractor's spans over the answer tokens, as answer-relative token spans."""
+    def _model_spans(self, out: GeneratedAnswer) -> tuple[list[list[int]], list[TextSpan]]:
+        """The targets the model marks in its answer: (absolute token spans for the mask head,
+        their text spans). A tagged span is its own text; a ``[SEG]`` token's text is the phrase
+        written just before it (:func:`phrase_before`)."""
+        hidden, plen = out.generation.hidden, out.generation.prompt_length
+        assert hidden is not None
         length = hidden.shape[0]
         attention = torch.ones((1, length), dtype=torch.long, device=hidden.device)
-        bio_logits = self.model.tag_spans(hidden[None], attention)
+        tags = self.model.tag_logits(hidden[None], attention)
         allowed = torch.zeros((1, length), dtype=torch.bool, device=hidden.device)
-        allowed[0, prompt_length:] = True
-        spans = self.model.predicted_spans(bio_logits, allowed)[0]
-        out = []
+        allowed[0, plen:] = True
+        sequence = out.generation.sequence.to(hidden.device)[None]
+        spans = self.model.find_spans(sequence, tags, allowed)[0]
+        new_ids = out.generation.new_tokens.tolist()
+        targets, texts = [], []
         for span in spans:
-            tokens = [t - prompt_length for t in span]
-            ts = char_span(text, offsets, tokens)
+            tokens = [t - plen for t in span]
+            if not self.model.prompt_source.accepts_text_spans:
+                tokens = phrase_before(self.tokenizer, new_ids, out.offsets, out.text, tokens[0])
+            if not tokens:
+                continue
+            ts = char_span(out.text, out.offsets, tokens)
             if ts.end > ts.start:  # a span of special or whitespace tokens has no text
-                out.append(ts)
-        return out
+                targets.append(list(span))
+                texts.append(ts)
+        return targets, texts
+
+
+def phrase_before(
+    tokenizer: Any,
+    ids: Sequence[int],
+    offsets: Sequence[tuple[int, int]],
+    text: str,
+    index: int,
+) -> list[int]:
+    """The answer tokens of the phrase a mask token at ``index`` refers to.
+
+    GLaMM's ``<p> phrase </p> [SEG]``: the tokens between the phrase tags. Otherwise (LISA's
+    "a wing [SEG]"): the last word before it (letters, digits, ``-`` and ``'``). Empty when there
+    is none.
+    """
+    pieces = tokenizer.convert_ids_to_tokens([int(t) for t in ids])
+    k = index - 1
+    while k >= 0 and offsets[k][0] == offsets[k][1] and pieces[k] != "</p>":
+        k -= 1  # skip special tokens other than a closing phrase tag
+    if k >= 0 and pieces[k] == "</p>":
+        close, start = k, k - 1
+        while start >= 0 and pieces[start] != "<p>":
+            start -= 1
+        return list(range(start + 1, close)) if start >= 0 and start + 1 < close else []
+    end = offsets[index][0]
+    while end > 0 and not (text[end - 1].isalnum() or text[end - 1] in "-'"):
+        end -= 1
+    start = end
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "-'"):
+        start -= 1
+    return [j for j, (s, e) in enumerate(offsets[:index]) if s < end and e > start and e > s]
+
+
+BOX_TOKEN = "<bbox>"
+Box = tuple[float, float, float, float]
+
+
+def parse_box(text: str, size: Sequence[int]) -> Box:
+    """``"x0,y0,x1,y1"`` (pixels) -> a box inside an image of ``size = (H, W)``.
+
+    Raises:
+        ConfigError: not four numbers, an empty box, or a box outside the image.
+    """
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"--box {text!r}: expected four comma-separated numbers x0,y0,x1,y1 (pixels)"
+        ) from None
+    h, w = int(size[0]), int(size[1])
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        raise ConfigError(
+            f"--box {text!r}: needs 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h} (the image is "
+            f"{w} x {h} pixels)"
+        )
+    return (x0, y0, x1, y1)
+
+
+def with_box_tokens(question: str, n_boxes: int) -> str:
+    """``question`` with one ``<bbox>`` per box: kept when it already has exactly that many,
+    appended as "(region: <bbox>, ...)" when it has none.
+
+    Raises:
+        ConfigError: the question holds another number of ``<bbox>`` tokens than boxes.
+    """
+    found = question.count(BOX_TOKEN)
+    if found == n_boxes:
+        return question
+    if found == 0:
+        regions = ", ".join([BOX_TOKEN] * n_boxes)
+        return f"{question} (region{'s' if n_boxes > 1 else ''}: {regions})"
+    raise ConfigError(
+        f"the question holds {found} {BOX_TOKEN} token(s) but {n_boxes} box(es) were given"
+    )
 
 
 def _phrase_found(phrase: str, text: str, found: Sequence[TextSpan]) -> bool:
@@ -480,37 +532,46 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return table[dtype]
 
 
-def load_plum(
+def load_model(
+    family: str,
     checkpoint: str | None = None,
     preset: str = "tiny",
     device: str = "auto",
     dtype: str = "auto",
-) -> tuple[PlumModel, PlumProcessor]:
-    """A PLUM model and processor: trained from ``checkpoint`` (a checkpoint or run directory), or
-    freshly built from a preset (``tiny`` is random; the real presets load their backbones only).
+) -> tuple[SegLMM, SegProcessor]:
+    """A model and processor of ``family``: trained from ``checkpoint`` (a checkpoint or run
+    directory, whose config names its family), or freshly built from one of the family's presets
+    (``tiny`` is random; the real presets load their backbones only).
+
+    Raises:
+        ConfigError: unknown family or preset, or a checkpoint of another family.
     """
+    from partonomy.models.core.family import get_family
+
+    spec = get_family(family)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     if checkpoint is not None:
-        from partonomy.training.checkpoint import load_plum_checkpoint
+        from partonomy.training.checkpoint import load_checkpoint
 
-        model, processor = load_plum_checkpoint(checkpoint, device=dev, dtype=dt)
+        model, processor = load_checkpoint(checkpoint, device=dev, dtype=dt)
+        if model.family != family:
+            raise ConfigError(
+                f"{checkpoint} holds a {model.family!r} model, not {family!r}; "
+                f"use --model {model.family}"
+            )
         return model, processor
-    from partonomy.models.plum.builders import PRESETS, build_plum
-
-    if preset not in PRESETS:
-        import difflib
-
-        close = difflib.get_close_matches(preset, PRESETS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown PLUM preset {preset!r}.{hint} Known: {', '.join(PRESETS)}")
-    model, processor = build_plum(PRESETS[preset]())
+    model, processor = spec.build(spec.preset(preset))
     for param in model.parameters():
         param.requires_grad_(False)
     return model.to(device=dev, dtype=dt).eval(), processor
 
 
-def build_plum(
+PREDICTOR_OPTIONS = ("max_new_tokens", "generation", "layout", "max_rows", "image_cache")
+
+
+def build_predictor(
+    family: str,
     checkpoint: str | None = None,
     preset: str = "tiny",
     device: str = "auto",
@@ -518,33 +579,32 @@ def build_plum(
     batch_size: int = 8,
     choice_score: str = "conversation",
     **kw: Any,
-) -> PlumPredictor:
-    """The ``plum`` entry of the model registry (``partonomy eval --model plum``).
+) -> SegPredictor:
+    """The model-registry entry of a family (``partonomy eval --model plum|lisa|glamm``).
 
     Args:
-        checkpoint: a training checkpoint or run directory (``--model-opt checkpoint=RUN_DIR``);
-            None builds ``preset`` untrained.
-        preset: a :data:`partonomy.models.plum.builders.PRESETS` name, used without a checkpoint.
+        family: the family name.
+        checkpoint: a training checkpoint or run directory (``--model-opt checkpoint=RUN_DIR``),
+            or a converted released checkpoint; None builds ``preset`` untrained.
+        preset: a preset of the family, used without a checkpoint.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``...
         dtype: ``auto`` (bfloat16 on GPU, float32 on CPU), ``float32``, ``bfloat16``, ``float16``.
         batch_size: questions per scoring step.
         choice_score: ``conversation`` (the paper's) or ``answer``.
-        kw: further :class:`PlumPredictor` options: ``max_new_tokens``, ``generation``,
-            ``layout``, ``max_rows``, ``image_cache``.
+        kw: further :class:`SegPredictor` options (:data:`PREDICTOR_OPTIONS`).
 
     Raises:
         ConfigError: an unknown option or value, or a checkpoint that cannot be loaded.
     """
-    known = ("max_new_tokens", "generation", "layout", "max_rows", "image_cache")
-    unknown = sorted(set(kw) - set(known))
+    unknown = sorted(set(kw) - set(PREDICTOR_OPTIONS))
     if unknown:
         raise ConfigError(
-            f"plum: unknown option {unknown[0]!r}; options: checkpoint, preset, device, dtype, "
-            f"batch_size, choice_score, {', '.join(known)}"
+            f"{family}: unknown option {unknown[0]!r}; options: checkpoint, preset, device, dtype, "
+            f"batch_size, choice_score, {', '.join(PREDICTOR_OPTIONS)}"
         )
     if choice_score not in CHOICE_SCORES:
         raise ConfigError(
-            f"plum: choice_score must be one of {', '.join(CHOICE_SCORES)}, got {choice_score!r}"
+            f"{family}: choice_score must be one of {', '.join(CHOICE_SCORES)}, got {choice_score!r}"
         )
-    model, processor = load_plum(checkpoint, preset, device, dtype)
-    return PlumPredictor(model, processor, batch_size=batch_size, choice_score=choice_score, **kw)
+    model, processor = load_model(family, checkpoint, preset, device, dtype)
+    return SegPredictor(model, processor, batch_size=batch_size, choice_score=choice_score, **kw)

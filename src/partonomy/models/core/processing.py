@@ -1,15 +1,19 @@
-"""Turning (image, conversation, part masks) into PLUM's tensors, and batching them.
+"""Turning (image, conversation, part masks) into a segmentation LMM's tensors, and batching them.
 
 Prompt template (LLaVA v1, ``conversation="llava_v1"``)::
 
-    {SYSTEM} USER: {image}\\n{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>
+    {SYSTEM} USER: {image_prompt}{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>
 
-``{image}`` is ``<image>`` (``<im_start><image><im_end>`` for the ``llava_v1`` layout) and is
-expanded to one ``<image>`` token per CLIP patch (the count is read from the vision config).
-Token sequences start with BOS. The LM loss covers every assistant answer and its ``</s>``
-(``labels`` = the token id there, -100 elsewhere). BIO labels cover the **last** answer only
-(O/B/I there, -100 on image, prompt, earlier turns and padding), because only the last answer's
-parts carry masks. Spans are found by :func:`partonomy.models.plum.bio.find_part_spans`.
+``{image_prompt}`` is ``{image}\\n`` (LLaVA, LISA, PLUM) or GLaMM's "The {image} provides an
+overview of the picture.\\n"; ``{image}`` is ``<image>`` (``<im_start><image><im_end>`` for the
+``llava_v1`` layout) and is expanded to one ``<image>`` token per CLIP patch (the count is read from
+the vision config). Token sequences start with BOS. The LM loss covers every assistant answer and
+its ``</s>`` (``labels`` = the token id there, -100 elsewhere).
+
+The family's *target scheme* (:mod:`partonomy.models.core.targets`) decides how the last answer's
+part names become targets: it rewrites the answer (LISA writes ``[SEG]`` after each part) and
+locates each target's token span. Tag labels (PLUM's O/B/I) cover the **last** answer only (-100
+on image, prompt, earlier turns and padding), because only the last answer's parts carry masks.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 
 from partonomy.models.backbones.llava import IM_END_TOKEN, IM_START_TOKEN, IMAGE_TOKEN
 from partonomy.models.backbones.preprocess import clip_preprocess, sam_preprocess
-from partonomy.models.plum.bio import BIO_IGNORE, bio_labels_from_spans, find_part_spans
+from partonomy.models.core.targets import IGNORE_LABEL, TargetScheme
 
 LABEL_IGNORE = -100
 """``labels`` value of tokens without LM loss."""
@@ -36,16 +40,18 @@ TURN_END = "</s>"
 
 
 @dataclass
-class PlumExample:
+class SegExample:
     """One encoded conversation.
 
     Attributes:
         input_ids: ``(L,)`` int64, BOS first, one ``<image>`` id per CLIP patch.
         attention_mask: ``(L,)`` int64 ones.
         labels: ``(L,)`` int64: token id on assistant-answer tokens (and their ``</s>``), -100 elsewhere.
-        bio_labels: ``(L,)`` int64: O/B/I = 0/1/2 on the last answer's tokens, -100 elsewhere.
-        spans: token indices per span, in token order.
+        tag_labels: ``(L,)`` int64 tagger labels of the target scheme (PLUM: O/B/I = 0/1/2 on the
+            last answer's tokens), -100 elsewhere (everywhere for ``[SEG]`` schemes).
+        spans: token indices per target, in token order.
         span_parts: the part name of each span (the ``span_masks`` key it was built from).
+        unmatched_parts: parts that could not be placed in the answer (lenient encoding only).
         span_targets: ``(H, W)`` uint8 target mask per span (0/1, 255 = ignore), aligned with ``spans``.
         pixel_values: ``(3, S, S)`` float32 CLIP input.
         sam_pixel_values: ``(3, T, T)`` float32 SAM input (longest-side resize + pad).
@@ -59,7 +65,7 @@ class PlumExample:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor
-    bio_labels: torch.Tensor
+    tag_labels: torch.Tensor
     spans: list[list[int]]
     span_parts: list[str]
     span_targets: list[np.ndarray]
@@ -70,27 +76,31 @@ class PlumExample:
     answer_start: int
     answer_end: int
     image_key: Hashable | None = None
+    unmatched_parts: list[str] = field(default_factory=list)
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
 @dataclass
-class PlumBatch:
+class SegBatch:
     """Right-padded conversations plus their (deduplicated) images.
 
     Attributes:
-        input_ids, attention_mask, labels, bio_labels: ``(B, L)`` int64 (pad id / 0 / -100 / -100).
+        input_ids, attention_mask, labels, tag_labels: ``(B, L)`` int64 (pad id / 0 / -100 / -100).
         pixel_values: ``(N, 3, S, S)`` CLIP inputs of the ``N <= B`` distinct images.
         sam_pixel_values: ``(N, 3, T, T)`` SAM inputs.
         image_index: ``(B,)`` int64, the image of each conversation.
         original_sizes, sam_input_sizes: per conversation ``(H, W)`` and ``(h, w)``.
-        spans, span_parts: per conversation, as in :class:`PlumExample`.
+        spans, span_parts: per conversation, as in :class:`SegExample`.
         span_targets: per conversation, ``(H, W)`` uint8 tensors aligned with ``spans``.
         answer_starts, answer_ends: per conversation.
+        boxes: per conversation, region boxes ``(x0, y0, x1, y1)`` in original-image pixels, one
+            per ``<bbox>`` token in its order (GLaMM's region inputs; empty for other families).
     """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor
-    bio_labels: torch.Tensor
+    tag_labels: torch.Tensor
     pixel_values: torch.Tensor
     sam_pixel_values: torch.Tensor
     image_index: torch.Tensor
@@ -101,8 +111,9 @@ class PlumBatch:
     span_targets: list[list[torch.Tensor]] = field(default_factory=list)
     answer_starts: list[int] = field(default_factory=list)
     answer_ends: list[int] = field(default_factory=list)
+    boxes: list[list[tuple[float, float, float, float]]] = field(default_factory=list)
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> PlumBatch:
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> SegBatch:
         """A copy on ``device``; float pixel tensors also cast to ``dtype`` when given."""
         out: dict[str, Any] = {}
         for f in fields(self):
@@ -114,35 +125,43 @@ class PlumBatch:
                 out[f.name] = [[t.to(device) for t in conv] for conv in value]
             else:
                 out[f.name] = value
-        return PlumBatch(**out)
+        return SegBatch(**out)
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
 
-class PlumProcessor:
-    """Prompt building, tokenisation, BIO targets, image preprocessing and collation.
+class SegProcessor:
+    """Prompt building, tokenisation, targets, image preprocessing and collation.
 
     Args:
         tokenizer: from :func:`partonomy.models.backbones.llava.load_tokenizer`.
+        targets: the family's target scheme (PLUM: B/I/O spans; LISA / GLaMM: ``[SEG]`` tokens).
         image_seq_length: LM positions per image (from the vision config).
         clip_image_size: CLIP input side ``S``.
         sam_image_size: SAM input side ``T``.
         use_im_start_end: wrap the image in ``<im_start>``/``<im_end>`` (LLaVA v1 layout).
         max_length: longest sequence (image tokens included); longer ones are cut on the right.
+        image_prompt: the first user turn's image part, ``{image}`` standing for the placeholder
+            (``"{image}\\n"``: LLaVA; GLaMM: ``"The {image} provides an overview of the picture.\\n"``).
     """
 
     def __init__(
         self,
         tokenizer: Any,
         *,
+        targets: TargetScheme,
         image_seq_length: int,
         clip_image_size: int,
         sam_image_size: int,
         use_im_start_end: bool = False,
         max_length: int = 512,
+        image_prompt: str = "{image}\n",
     ) -> None:
+        if "{image}" not in image_prompt:
+            raise ValueError(f"image_prompt must contain '{{image}}', got {image_prompt!r}")
         self.tokenizer = tokenizer
+        self.targets = targets
         self.image_token = IMAGE_TOKEN
         self.image_token_id = int(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
         self.image_seq_length = image_seq_length
@@ -154,6 +173,7 @@ class PlumProcessor:
         if use_im_start_end:
             placeholder = IM_START_TOKEN + IMAGE_TOKEN + IM_END_TOKEN
         self.image_placeholder = placeholder
+        self.image_prompt = image_prompt
 
     # ----------------------------------------------------------------------------------- text
     def _conversation(
@@ -163,8 +183,9 @@ class PlumProcessor:
         text = LLAVA_V1_SYSTEM + " "
         ranges: list[tuple[int, int]] = []
         turns: list[tuple[str, str | None]] = [*history, (question, answer)]
+        image = self.image_prompt.replace("{image}", self.image_placeholder)
         for i, (q, a) in enumerate(turns):
-            user = f"{self.image_placeholder}\n{q}" if i == 0 else q
+            user = f"{image}{q}" if i == 0 else q
             text += f"{USER}: {user} {ASSISTANT}:"
             if a is None:
                 break
@@ -197,7 +218,7 @@ class PlumProcessor:
         where = [k for k, t in enumerate(ids) if t == self.image_token_id]
         if len(where) != 1:
             raise ValueError(
-                f"a PLUM conversation must hold exactly one {IMAGE_TOKEN} token, found {len(where)} "
+                f"a conversation must hold exactly one {IMAGE_TOKEN} token, found {len(where)} "
                 "(do not write the image token in questions or answers)"
             )
         k = where[0]
@@ -223,10 +244,13 @@ class PlumProcessor:
         answer: str | None,
         span_masks: Mapping[str, np.ndarray] | None = None,
         *,
+        parts: Sequence[str] | None = None,
         all_occurrences: bool = False,
+        strict: bool = True,
         image_key: Hashable | None = None,
+        boxes: Sequence[Sequence[float]] = (),
         _pixels: tuple[torch.Tensor, torch.Tensor, tuple[int, int], tuple[int, int]] | None = None,
-    ) -> PlumExample:
+    ) -> SegExample:
         """Encode one conversation.
 
         Args:
@@ -235,18 +259,33 @@ class PlumProcessor:
             question: the last question.
             answer: the last answer, or None for a generation prompt (no labels, no spans).
             span_masks: part name -> ``(H, W)`` mask (0/1, 255 = ignore) for the parts named in the
-                last answer; each must be found in it (see :mod:`partonomy.models.plum.bio`).
+                last answer; each becomes a target (see the family's target scheme).
+            parts: the parts named in the answer when no masks are given (scoring answer choices:
+                ``[SEG]`` schemes write a token after each); default: the keys of ``span_masks``.
             all_occurrences: tag every occurrence of each part (evaluation) instead of the first
                 (training); every occurrence gets that part's mask.
-            image_key: see :attr:`PlumExample.image_key`.
+            strict: a part that cannot be found is an error; else it is listed in
+                :attr:`SegExample.unmatched_parts` and gets no target.
+            image_key: see :attr:`SegExample.image_key`.
+            boxes: region boxes ``(x0, y0, x1, y1)`` in pixels, one per ``<bbox>`` in the question.
 
         Raises:
-            ValueError: a part cannot be found in the answer, a mask has the wrong size, or masks
-                are given without an answer.
+            ValueError: a part cannot be found in the answer (``strict``), a mask has the wrong
+                size, or masks are given without an answer.
         """
         span_masks = dict(span_masks or {})
         if span_masks and answer is None:
             raise ValueError("span_masks were given but there is no answer to find the parts in")
+        named = list(parts) if parts is not None else list(span_masks)
+        marked: list[str] = []
+        if answer is not None:
+            answer, marked = self.targets.rewrite(answer, named)
+        dropped = [p for p in dict.fromkeys(named) if p not in marked]
+        if dropped and strict:
+            raise ValueError(
+                f"part(s) {', '.join(map(repr, dropped))} cannot be found in the answer {answer!r} "
+                "(a part must appear verbatim as whole words)"
+            )
         text, ranges = self._conversation(history, question, answer)
         ids, offsets = self.tokenize(text)
         n = len(ids)
@@ -258,35 +297,42 @@ class PlumProcessor:
                 labels[k] = ids[k]
             if r == len(ranges) - 1 and inside:
                 answer_start, answer_end = inside[0], inside[-1] + 1
-        found = find_part_spans(
+        located = self.targets.locate(
             ids,
             answer_start,
-            list(span_masks),
+            answer_end,
+            marked,
             self.tokenizer,
             all_occurrences=all_occurrences,
-            answer_end=answer_end,
+            strict=strict,
         )
+        found = located.spans
         clip, sam, original_size, sam_size = _pixels or self.preprocess_image(image)
         targets = []
         for span in found:
+            if span.part not in span_masks:
+                continue
             mask = np.asarray(span_masks[span.part])
             if mask.shape != original_size:
                 raise ValueError(
                     f"mask of part {span.part!r} has shape {mask.shape}, the image is {original_size}"
                 )
             targets.append(mask.astype(np.uint8, copy=False))
+        if span_masks and len(targets) != len(found):
+            raise ValueError("every located part needs a mask when masks are given")
         if n > self.max_length:  # cut on the right; spans (and their masks) that are cut go too
             keep = [k for k, s in enumerate(found) if s.tokens[-1] < self.max_length]
-            found, targets = [found[k] for k in keep], [targets[k] for k in keep]
+            found = [found[k] for k in keep]
+            targets = [targets[k] for k in keep] if targets else targets
             ids, labels, n = ids[: self.max_length], labels[: self.max_length], self.max_length
             answer_start, answer_end = min(answer_start, n), min(answer_end, n)
         spans = [list(s.tokens) for s in found]
-        bio = bio_labels_from_spans(n, answer_start, answer_end, spans)
-        return PlumExample(
+        tags = self.targets.labels(n, answer_start, answer_end, spans)
+        return SegExample(
             input_ids=torch.tensor(ids, dtype=torch.long),
             attention_mask=torch.ones(n, dtype=torch.long),
             labels=torch.tensor(labels, dtype=torch.long),
-            bio_labels=torch.tensor(bio, dtype=torch.long),
+            tag_labels=torch.tensor(tags, dtype=torch.long),
             spans=spans,
             span_parts=[s.part for s in found],
             span_targets=targets,
@@ -297,6 +343,8 @@ class PlumProcessor:
             answer_start=answer_start,
             answer_end=answer_end,
             image_key=image_key,
+            unmatched_parts=[*dropped, *located.unmatched],
+            boxes=[tuple(float(v) for v in b) for b in boxes],  # type: ignore[misc]
         )
 
     def encode_choices(
@@ -307,13 +355,19 @@ class PlumProcessor:
         answers: Sequence[str],
         span_masks: Sequence[Mapping[str, np.ndarray] | None] | None = None,
         *,
+        parts: Sequence[Sequence[str]] | None = None,
         all_occurrences: bool = True,
+        strict: bool = True,
         image_key: Hashable | None = None,
-    ) -> list[PlumExample]:
-        """Encode several answers to one question about one image (preprocessed once, one shared key)."""
+    ) -> list[SegExample]:
+        """Encode several answers to one question about one image (preprocessed once, one shared key).
+
+        ``parts`` gives each answer's part names (see :meth:`encode`).
+        """
         pixels = self.preprocess_image(image)
         key = image_key if image_key is not None else object()
         masks = list(span_masks) if span_masks is not None else [None] * len(answers)
+        named = list(parts) if parts is not None else [None] * len(answers)
         return [
             self.encode(
                 image,
@@ -321,15 +375,17 @@ class PlumProcessor:
                 question,
                 a,
                 m,
+                parts=p,
                 all_occurrences=all_occurrences,
+                strict=strict,
                 image_key=key,
                 _pixels=pixels,
             )
-            for a, m in zip(answers, masks, strict=True)
+            for a, m, p in zip(answers, masks, named, strict=True)
         ]
 
     # ------------------------------------------------------------------------------ collation
-    def collate(self, examples: Sequence[PlumExample]) -> PlumBatch:
+    def collate(self, examples: Sequence[SegExample]) -> SegBatch:
         """Right-pad sequences and deduplicate images by ``image_key`` (first appearance order)."""
         if not examples:
             raise ValueError("cannot collate an empty list of examples")
@@ -339,7 +395,7 @@ class PlumProcessor:
         input_ids = torch.full((b, length), pad, dtype=torch.long)
         attention = torch.zeros((b, length), dtype=torch.long)
         labels = torch.full((b, length), LABEL_IGNORE, dtype=torch.long)
-        bio = torch.full((b, length), BIO_IGNORE, dtype=torch.long)
+        tags = torch.full((b, length), IGNORE_LABEL, dtype=torch.long)
         slots: dict[Any, int] = {}
         clip: list[torch.Tensor] = []
         sam: list[torch.Tensor] = []
@@ -349,18 +405,18 @@ class PlumProcessor:
             input_ids[row, :n] = ex.input_ids
             attention[row, :n] = ex.attention_mask
             labels[row, :n] = ex.labels
-            bio[row, :n] = ex.bio_labels
+            tags[row, :n] = ex.tag_labels
             key = ("row", row) if ex.image_key is None else ("key", ex.image_key)
             if key not in slots:
                 slots[key] = len(clip)
                 clip.append(ex.pixel_values)
                 sam.append(ex.sam_pixel_values)
             image_index.append(slots[key])
-        return PlumBatch(
+        return SegBatch(
             input_ids=input_ids,
             attention_mask=attention,
             labels=labels,
-            bio_labels=bio,
+            tag_labels=tags,
             pixel_values=torch.stack(clip),
             sam_pixel_values=torch.stack(sam),
             image_index=torch.tensor(image_index, dtype=torch.long),
@@ -374,4 +430,5 @@ class PlumProcessor:
             ],
             answer_starts=[e.answer_start for e in examples],
             answer_ends=[e.answer_end for e in examples],
+            boxes=[list(e.boxes) for e in examples],
         )

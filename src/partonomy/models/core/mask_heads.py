@@ -1,0 +1,134 @@
+"""Mask heads: what turns prompt embeddings into mask logits, behind one interface.
+
+A segmentation LMM (:class:`~partonomy.models.core.model.SegLMM`) asks its mask head for
+
+* ``image_embeddings(pixels)``: one embedding per distinct image, computed once per batch;
+* ``decode(embeddings, sparse, dense)``: low-resolution mask logits for ``R`` prompts at once;
+* ``no_mask_dense(R)``: the dense prompt of a mask without history (SAM's ``no_mask_embed``);
+* ``postprocess(low_res, input_size, original_size)``: logits in the original image frame.
+
+:class:`SamMaskHead` wraps transformers' ``SamModel`` (prompt encoder + two-way mask decoder),
+as LISA, GLaMM and PLUM use it. A PixelLM-style light decoder or a query decoder implements the
+same methods; the feedback loop (PLUM) additionally reads :attr:`SamMaskHead.mask_embed` and
+:meth:`SamMaskHead.positional_embedding`, which only SAM-like heads have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from partonomy.models.backbones.sam import SamGeometry, sam_geometry
+
+
+class SamMaskHead(nn.Module):
+    """SAM's image encoder, prompt encoder and mask decoder as a mask head.
+
+    Args:
+        sam: a transformers ``SamModel`` (or one built by :func:`~partonomy.models.backbones.sam.build_sam`).
+
+    Frames: the encoder sees a ``(T, T)`` input (longest side resized to ``T``, zero-padded
+    bottom/right); low-res logits are ``(4h, 4w)`` over that padded square.
+    """
+
+    sam: Any  # HF SamModel; HF types are loose
+
+    def __init__(self, sam: nn.Module) -> None:
+        super().__init__()
+        self.sam = sam
+
+    # ----------------------------------------------------------------------------- geometry
+    @property
+    def geometry(self) -> SamGeometry:
+        return sam_geometry(self.sam)
+
+    @property
+    def input_size(self) -> int:
+        """Encoder input side ``T`` in pixels."""
+        return int(self.sam.config.prompt_encoder_config.image_size)
+
+    @property
+    def prompt_dim(self) -> int:
+        """Width ``D`` of a prompt token."""
+        return int(self.sam.config.prompt_encoder_config.hidden_size)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.sam.mask_decoder.iou_token.weight.dtype  # type: ignore[no-any-return]
+
+    @property
+    def mask_embed(self) -> Any:
+        """SAM's mask-downscaling convolutions (the feedback loop reuses them, weights shared)."""
+        return self.sam.prompt_encoder.mask_embed
+
+    def positional_embedding(self) -> torch.Tensor:
+        """``(1, D, h, w)`` dense positional embedding of the image grid, in the decoder's dtype."""
+        return self.sam.get_image_wide_positional_embeddings().to(self.dtype)  # type: ignore[no-any-return]
+
+    # -------------------------------------------------------------------------------- parts
+    def image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``(N, D, h, w)`` embeddings of ``(N, 3, T, T)`` inputs, batched.
+
+        Runs under ``no_grad`` when no encoder parameter requires grad (the frozen default).
+        """
+        encoder = self.sam.vision_encoder
+        dtype = next(encoder.parameters()).dtype
+        pixels = pixel_values.to(dtype)
+        if any(p.requires_grad for p in encoder.parameters()):
+            return encoder(pixels)[0]  # type: ignore[no-any-return]
+        with torch.no_grad():
+            return encoder(pixels)[0]  # type: ignore[no-any-return]
+
+    def no_mask_dense(self, rows: int) -> torch.Tensor:
+        """``(R, D, h, w)``: SAM's learned "no mask" dense prompt, broadcast over the grid."""
+        h, w = self.geometry.embed_size
+        weight = self.sam.prompt_encoder.no_mask_embed.weight
+        return weight.reshape(1, -1, 1, 1).expand(rows, -1, h, w).to(self.dtype)  # type: ignore[no-any-return]
+
+    def decode(
+        self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One mask per prompt row.
+
+        Args:
+            embeddings: ``(R, D, h, w)`` image embedding of each row.
+            sparse: ``(R, t, D)`` sparse prompt tokens (``t = 1`` for LISA / GLaMM / PLUM).
+            dense: ``(R, D, h, w)`` dense prompts.
+
+        Returns:
+            ``(low_res (R, 4h, 4w), iou (R,))``: one mask (``multimask_output=False``) per row.
+        """
+        rows = embeddings.shape[0]
+        dtype = self.dtype
+        pe = self.positional_embedding()
+        low, iou = self.sam.mask_decoder(
+            image_embeddings=embeddings.to(dtype),
+            image_positional_embeddings=pe.expand(rows, -1, -1, -1),
+            # (R, point_batch 1, tokens t, D)
+            sparse_prompt_embeddings=sparse.to(dtype)[:, None],
+            dense_prompt_embeddings=dense.to(dtype),
+            multimask_output=False,
+        )  # low: (R, 1, 1, 4h, 4w), iou: (R, 1, 1)
+        return low[:, 0, 0], iou.reshape(rows)
+
+    def postprocess(
+        self, low_res: torch.Tensor, input_size: Sequence[int], original_size: Sequence[int]
+    ) -> torch.Tensor:
+        """Low-res logits ``(n, 4h, 4w)`` -> float32 logits ``(n, H, W)`` in the original frame.
+
+        Upsample (bilinear) to the input side ``T``, crop the padding away (keep the resized
+        ``(h_in, w_in)``), upsample to ``(H, W)``.
+        """
+        side = self.input_size
+        x = F.interpolate(
+            low_res[:, None].float(), (side, side), mode="bilinear", align_corners=False
+        )
+        x = x[..., : int(input_size[0]), : int(input_size[1])]
+        x = F.interpolate(
+            x, tuple(int(s) for s in original_size), mode="bilinear", align_corners=False
+        )
+        return x[:, 0]

@@ -1,0 +1,27 @@
+"""PLUM as a registered family (``partonomy train/eval/predict --model plum``)."""
+
+from __future__ import annotations
+
+from partonomy.models.core.family import Family
+from partonomy.models.plum.builders import PRESETS, build_plum
+from partonomy.models.plum.config import PlumConfig
+from partonomy.models.plum.losses import LOSS_TERMS
+from partonomy.models.plum.trainable import PlumTrainableSpec
+
+FAMILY = Family(
+    name="plum",
+    description="PLUM: LLaVA + SAM, B/I/O span tagging (no [SEG]) and mask feedback (the paper's model)",
+    config_type=PlumConfig,
+    build=build_plum,
+    presets=PRESETS,
+    trainable_type=PlumTrainableSpec,
+    loss_terms=LOSS_TERMS,
+    converters={},
+)
+
+
+def build_predictor(**options: object) -> object:
+    """``partonomy eval --model plum``: see :func:`partonomy.models.core.predictor.build_predictor`."""
+    from partonomy.models.core.predictor import build_predictor as build
+
+    return build("plum", **options)  # type: ignore[arg-type]
