@@ -146,3 +146,22 @@ def load_config(cls: type[C], path: str | Path, overrides: list[str] | None = No
         raise ConfigError(f"{path}: a config must be a mapping")
     apply_overrides_to_dict(data, overrides or [])
     return from_dict(cls, data, source=str(path))
+
+
+def merge_overrides(base: Any, overrides: dict[str, Any], where: str) -> Any:
+    """``base`` (a config instance) with ``overrides`` applied: nested dataclasses take dicts,
+    unknown keys are errors naming ``where``, and the result is re-validated."""
+    known = {f.name for f in dataclasses.fields(base)}
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError(
+                f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(known))}"
+            )
+        current = getattr(base, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            value = merge_overrides(current, value, f"{where}.{key}")
+        changes[key] = value
+    merged = dataclasses.replace(base, **changes)
+    # Round-trip through the typed loader so types and __post_init__ checks apply.
+    return from_dict(type(merged), to_dict(merged), source=where)

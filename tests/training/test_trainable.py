@@ -9,7 +9,6 @@ from partonomy.errors import ConfigError
 from partonomy.models.core.trainable import EMBEDDING_PATH, LoraSpec, merge_lora, set_trainable
 from partonomy.models.plum.builders import build_plum, tiny_config
 from partonomy.models.plum.trainable import PlumTrainableSpec as TrainableSpec
-
 from partonomy.training.checkpoint import processor_new_token_ids
 
 GROUPS = TrainableSpec.GROUPS

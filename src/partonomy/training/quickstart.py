@@ -3,21 +3,24 @@
 1. a Partonomy-Synth world (``easy`` preset) -> descriptor + concept graph;
 2. explanatory QA pairs (:func:`partonomy.qa.generate.generate_qa`), split by image into
    train / val (:func:`partonomy.qa.split.split_records`);
-3. a tiny PLUM trained on the train split with ``configs/tiny_synth.yaml``
-   (:func:`partonomy.training.recipe.run_training`);
-4. the trained PLUM evaluated on the held-out val questions beside the ``random``,
+3. a tiny model of each chosen family (``--model plum|lisa|glamm|all``; default ``plum``) trained
+   on the train split with its tiny config (``configs/tiny_synth.yaml`` for PLUM,
+   ``configs/<family>_tiny_synth.yaml`` for the others; :func:`partonomy.training.recipe.run_training`);
+4. each trained model evaluated on the held-out val questions beside the ``random``,
    ``whole_object`` and ``oracle`` reference models (:func:`partonomy.eval.harness.run_eval`);
 5. the paper's Table 2 / 3 layouts printed (one row per model) and one combined
-   ``results.json`` written, with the learning floors checked.
+   ``results.json`` written, with each trained model's learning floors checked.
 
 Output directory::
 
     <out>/world/            images, descriptor.json, graph.yaml, qa_train.json, qa_val.json
-    <out>/train/            the training run (train_log.jsonl, checkpoints/final)
+    <out>/train/<model>/    each training run (train_log.jsonl, checkpoints/final)
     <out>/eval/<model>/     each model's eval run (predictions.jsonl, results.json)
-    <out>/results.json      {"models": {name: results}, "floors": {...}, "train": {...}, ...}
+    <out>/results.json      {"models": {name: results}, "floors": {model: {...}},
+                             "train": {model: {...}}, ...}
     <out>/tables.md         the printed tables
-    <out>/examples.png      PLUM's masks beside the ground truth on the first val questions
+    <out>/examples.png      the first model's masks beside the ground truth on val questions
+                            (``examples_<model>.png`` for the others)
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ from partonomy.io.atomic import atomic_write_json, atomic_write_text
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "tiny_synth.yaml"
+"""PLUM's tiny config; another family ``f`` uses ``f_tiny_synth.yaml``."""
 BASELINES = ("random", "whole_object", "oracle")
+FAMILIES = ("plum", "lisa", "glamm")
+"""The families ``--model all`` trains, in table order."""
 QUICKSTART_WORLD: dict[str, Any] = {
     "categories": ["road vehicles", "cycles"],
     "rotation_deg": 0.0,
@@ -54,6 +60,8 @@ class QuickstartConfig:
     """The quickstart's data and evaluation knobs (the model and training are in the YAML).
 
     Attributes:
+        model: the family to train (``plum``, ``lisa``, ``glamm``) or ``all`` (each of
+            :data:`FAMILIES`).
         n_images: Synth images (train + val).
         size: image side in pixels.
         synth_preset: Synth world preset (``easy``: four categories, large objects).
@@ -64,7 +72,7 @@ class QuickstartConfig:
         val_fraction: share of images held out for evaluation.
         eval_batch_size: questions per model call in evaluation.
         eval_limit: evaluate only the first N val questions (None: all).
-        plum_options: extra options of the ``plum`` model. The tiny LM is trained on answer
+        model_options: extra options of every trained model. The tiny LMs are trained on answer
             tokens only (``loss.lm_tokens: answer``, the original's LM loss), so choices are
             scored by the mean cross-entropy of the answer tokens (``choice_score: answer``):
             the paper's whole-conversation mean would be dominated by the never-trained system
@@ -73,6 +81,7 @@ class QuickstartConfig:
         floors: the learning floors checked on the val split (see :func:`check_floors`).
     """
 
+    model: str = "plum"
     n_images: int = 3500
     size: int = 64
     synth_preset: str = "easy"
@@ -84,25 +93,53 @@ class QuickstartConfig:
     val_fraction: float = 0.1
     eval_batch_size: int = 8
     eval_limit: int | None = None
-    plum_options: dict[str, Any] = field(default_factory=lambda: {"choice_score": "answer"})
+    model_options: dict[str, Any] = field(default_factory=lambda: {"choice_score": "answer"})
     train_overrides: list[str] = field(default_factory=list)
     floors: bool = True
 
 
 @dataclass
 class QuickstartResult:
-    """What the quickstart produced: the combined results, the tables and the floor checks."""
+    """What the quickstart produced: the combined results, the tables and the floor checks
+    (``floors``: per trained model, see :func:`check_floors`)."""
 
     out_dir: Path
     results: dict[str, Any]
     tables: str
-    floors: dict[str, Any]
+    floors: dict[str, dict[str, Any]]
     seconds: float
 
+    @property
+    def passed(self) -> bool | None:
+        """Whether every trained model passed its floors (None when floors were not checked)."""
+        if any(f["passed"] is None for f in self.floors.values()):
+            return None
+        return all(f["passed"] for f in self.floors.values())
 
-def find_config(explicit: str | Path | None = None) -> Path:
-    """The tiny training config: ``explicit``, else ``configs/tiny_synth.yaml`` in the current
-    directory, else in the source checkout this package was installed from (editable install).
+
+def trained_models(model: str) -> list[str]:
+    """The families a ``--model`` value trains.
+
+    Raises:
+        ConfigError: not a family name nor ``all``.
+    """
+    if model == "all":
+        return list(FAMILIES)
+    from partonomy.models.core.family import get_family
+
+    get_family(model)  # a "did you mean" error for an unknown name
+    return [model]
+
+
+def config_name(family: str) -> str:
+    """The tiny config file name of ``family``."""
+    return CONFIG_NAME if family == "plum" else f"{family}_{CONFIG_NAME}"
+
+
+def find_config(explicit: str | Path | None = None, family: str = "plum") -> Path:
+    """The tiny training config: ``explicit``, else ``configs/<config_name(family)>`` in the
+    current directory, else in the source checkout this package was installed from (editable
+    install).
 
     Raises:
         ConfigError: no such file.
@@ -113,14 +150,12 @@ def find_config(explicit: str | Path | None = None) -> Path:
             raise ConfigError(f"--config {path}: no such file")
         return path
     here = Path(__file__).resolve()
-    for candidate in (
-        Path.cwd() / "configs" / CONFIG_NAME,
-        here.parents[3] / "configs" / CONFIG_NAME,
-    ):
+    name = config_name(family)
+    for candidate in (Path.cwd() / "configs" / name, here.parents[3] / "configs" / name):
         if candidate.is_file():
             return candidate
     raise ConfigError(
-        f"cannot find configs/{CONFIG_NAME}: run from the repository root, or pass --config PATH"
+        f"cannot find configs/{name}: run from the repository root, or pass --config PATH"
     )
 
 
@@ -130,35 +165,52 @@ IDENTIFICATION_TYPES = ("identification_with_label", "identification")
 single part, so "twice the whole-object baseline" is only meaningful on identification.)"""
 
 
-def check_floors(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The quickstart's learning floors, on the val split's identification questions.
+def check_floors(models: dict[str, dict[str, Any]], model: str = "plum") -> dict[str, Any]:
+    """One trained model's learning floors on the val split.
 
-    * PLUM's ``macro_giou`` >= 0.5 and >= 2x the ``whole_object`` baseline's;
-    * PLUM's accuracy >= 0.4 (random is 0.2).
+    On its identification questions (the first of :data:`IDENTIFICATION_TYPES` evaluated):
 
-    The column is the first of :data:`IDENTIFICATION_TYPES` that was evaluated.
+    * ``macro_giou`` >= 0.5 and >= 2x the ``whole_object`` baseline's;
+    * accuracy >= 0.4 (random is 0.2).
+
+    And on every evaluated question type: ``macro_giou`` above the ``whole_object`` baseline's
+    (a strict ``>``; a type without a baseline value counts its baseline as 0).
 
     Returns:
         ``{"passed": bool, "question_type": str | None, "checks": [{"name", "value",
         "threshold", "passed"}, ...]}``.
     """
-    plum_types = models["plum"]["by_type"]
-    qtype = next((t for t in IDENTIFICATION_TYPES if t in plum_types), None)
-    plum = plum_types.get(qtype, {}) if qtype else {}
+    types = models[model]["by_type"]
+    qtype = next((t for t in IDENTIFICATION_TYPES if t in types), None)
+    row = types.get(qtype, {}) if qtype else {}
     whole_types = models.get("whole_object", {}).get("by_type", {})
-    whole = whole_types.get(qtype, {}).get("macro_giou") or 0.0 if qtype else 0.0
-    macro = plum.get("macro_giou")
-    acc = plum.get("accuracy")
 
-    def check(name: str, value: float | None, threshold: float) -> dict[str, Any]:
-        passed = value is not None and value >= threshold
+    def baseline(question_type: str | None) -> float:
+        if question_type is None:
+            return 0.0
+        return float(whole_types.get(question_type, {}).get("macro_giou") or 0.0)
+
+    def check(
+        name: str, value: float | None, threshold: float, *, strict: bool = False
+    ) -> dict[str, Any]:
+        passed = value is not None and (value > threshold if strict else value >= threshold)
         return {"name": name, "value": value, "threshold": threshold, "passed": passed}
 
+    macro = row.get("macro_giou")
     checks = [
-        check("plum macro_giou >= 0.5", macro, 0.5),
-        check("plum macro_giou >= 2 x whole_object", macro, 2 * whole),
-        check("plum accuracy >= 0.4", acc, 0.4),
+        check(f"{model} macro_giou >= 0.5", macro, 0.5),
+        check(f"{model} macro_giou >= 2 x whole_object", macro, 2 * baseline(qtype)),
+        check(f"{model} accuracy >= 0.4", row.get("accuracy"), 0.4),
     ]
+    for question_type in sorted(types):
+        checks.append(
+            check(
+                f"{model} macro_giou > whole_object on {question_type}",
+                types[question_type].get("macro_giou"),
+                baseline(question_type),
+                strict=True,
+            )
+        )
     return {
         "passed": all(c["passed"] for c in checks),
         "question_type": qtype,
@@ -178,24 +230,67 @@ def combined_tables(models: dict[str, dict[str, Any]]) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def _write_examples(out: Path, val_qa: Path, n: int = 8) -> Path | None:
-    """``out/examples.png``: PLUM's masks beside the ground truth on the first ``n`` val
-    questions that ask for every visible part (see :mod:`partonomy.eval.examples`)."""
+def _write_examples(out: Path, val_qa: Path, model: str, name: str, n: int = 8) -> Path | None:
+    """``out/<name>``: ``model``'s masks beside the ground truth on the first ``n`` val questions
+    that ask for every visible part (see :mod:`partonomy.eval.examples`)."""
     from partonomy.eval.examples import write_examples
     from partonomy.io.predictions import load_predictions
     from partonomy.io.qa_pairs import load_qa_pairs
 
     records = load_qa_pairs(val_qa)
     records = [r for r in records if r.question_type in IDENTIFICATION_TYPES] or records
-    predictions = load_predictions(out / "eval" / "plum" / "predictions.jsonl")
+    predictions = load_predictions(out / "eval" / model / "predictions.jsonl")
     return write_examples(
-        out / "examples.png",
+        out / name,
         records,
         predictions,
         qa_file=val_qa,
         n=n,
-        title="ground truth | tiny PLUM (held-out val questions)",
+        title=f"ground truth | tiny {model} (held-out val questions)",
     )
+
+
+def _make_data(out: Path, cfg: QuickstartConfig, progress: bool, echo: Callable[[str], None]):
+    """Write the Synth world and its train / val QA files (reused when they exist)."""
+    from partonomy.config import from_dict, to_dict
+    from partonomy.data.synth import SynthConfig, generate_world, preset
+    from partonomy.io.descriptor import load_descriptor
+    from partonomy.io.graph import load_graph
+    from partonomy.io.qa_pairs import save_qa_pairs
+    from partonomy.qa.generate import generate_qa
+    from partonomy.qa.split import split_records
+
+    world = out / "world"
+    train_qa, val_qa = world / "qa_train.json", world / "qa_val.json"
+    if train_qa.exists() and val_qa.exists():
+        return train_qa, val_qa
+    echo(f"[1/4] Partonomy-Synth world: {cfg.n_images} images at {cfg.size} px -> {world}")
+    descriptor_path, graph_path = generate_world(
+        world,
+        n_images=cfg.n_images,
+        seed=cfg.seed,
+        size=cfg.size,
+        config=from_dict(
+            SynthConfig,
+            {**to_dict(preset(cfg.synth_preset)), **cfg.synth},
+            source="quickstart synth",
+        ),
+        progress=progress,
+    )
+    echo(f"[2/4] QA pairs: {', '.join(cfg.types)}")
+    generated = generate_qa(
+        load_descriptor(descriptor_path),
+        load_graph(graph_path),
+        seed=cfg.seed,
+        types=cfg.types,
+        embedder=None,
+        progress=progress,
+        source=descriptor_path,
+    )
+    train, val = split_records(generated.records, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    save_qa_pairs(train, train_qa)
+    save_qa_pairs(val, val_qa)
+    return train_qa, val_qa
 
 
 def run_quickstart(
@@ -212,94 +307,75 @@ def run_quickstart(
         out_dir: output directory (created). An existing run there is continued: the world and
             QA files are reused, training resumes, evaluations resume.
         cfg: data and evaluation knobs (default :class:`QuickstartConfig`).
-        config_path: the training config (default: see :func:`find_config`).
+        config_path: the training config (default: see :func:`find_config`); only with one model.
         progress: show progress bars.
         echo: where the stage headers and tables are printed.
+
+    Raises:
+        ConfigError: an unknown ``cfg.model``, or ``config_path`` with ``--model all``.
     """
     from partonomy.eval.harness import EvalConfig, run_eval
-    from partonomy.io.descriptor import load_descriptor
-    from partonomy.io.graph import load_graph
-    from partonomy.io.qa_pairs import load_qa_pairs, save_qa_pairs
+    from partonomy.io.qa_pairs import load_qa_pairs
     from partonomy.training.config import load_train_config
     from partonomy.training.recipe import run_training
 
     cfg = cfg or QuickstartConfig()
+    families = trained_models(cfg.model)
+    if config_path is not None and len(families) > 1:
+        raise ConfigError("--config names one model's config; it cannot be used with --model all")
     out = Path(out_dir)
     start = time.perf_counter()
-    world = out / "world"
-    train_qa, val_qa = world / "qa_train.json", world / "qa_val.json"
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    if not (train_qa.exists() and val_qa.exists()):
-        from partonomy.config import from_dict, to_dict
-        from partonomy.data.synth import SynthConfig, generate_world, preset
-        from partonomy.qa.generate import generate_qa
-        from partonomy.qa.split import split_records
-
-        echo(f"[1/4] Partonomy-Synth world: {cfg.n_images} images at {cfg.size} px -> {world}")
-        descriptor_path, graph_path = generate_world(
-            world,
-            n_images=cfg.n_images,
-            seed=cfg.seed,
-            size=cfg.size,
-            config=from_dict(
-                SynthConfig,
-                {**to_dict(preset(cfg.synth_preset)), **cfg.synth},
-                source="quickstart synth",
-            ),
-            progress=progress,
-        )
-        echo(f"[2/4] QA pairs: {', '.join(cfg.types)}")
-        generated = generate_qa(
-            load_descriptor(descriptor_path),
-            load_graph(graph_path),
-            seed=cfg.seed,
-            types=cfg.types,
-            embedder=None,
-            progress=progress,
-            source=descriptor_path,
-        )
-        train, val = split_records(generated.records, val_fraction=cfg.val_fraction, seed=cfg.seed)
-        save_qa_pairs(train, train_qa)
-        save_qa_pairs(val, val_qa)
+    train_qa, val_qa = _make_data(out, cfg, progress, echo)
     n_train, n_val = len(load_qa_pairs(train_qa)), len(load_qa_pairs(val_qa))
     echo(f"      {n_train} train / {n_val} val questions")
     timings["data"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    train_cfg = load_train_config(
-        find_config(config_path),
-        [
-            f"run_dir={out / 'train'}",
-            f"data.qa.files=[{train_qa}]",
-            "resume=auto",
-            f"log.progress={str(progress).lower()}",
-            *cfg.train_overrides,
-        ],
-    )
-    echo(f"[3/4] training a tiny PLUM for {train_cfg.max_steps} steps on CPU")
-    trained = run_training(train_cfg)
-    timings["train"] = time.perf_counter() - t
-    train_log = trained.records
-    first = train_log[0]["total"] if train_log else None
-    last = train_log[-1]["total"] if train_log else None
+    trained: dict[str, dict[str, Any]] = {}
+    for family in families:
+        t = time.perf_counter()
+        train_cfg = load_train_config(
+            find_config(config_path, family),
+            [
+                f"run_dir={out / 'train' / family}",
+                f"data.qa.files=[{train_qa}]",
+                "resume=auto",
+                f"log.progress={str(progress).lower()}",
+                *cfg.train_overrides,
+            ],
+        )
+        if train_cfg.family != family:
+            raise ConfigError(
+                f"{find_config(config_path, family)} trains family {train_cfg.family!r}, "
+                f"not {family!r}"
+            )
+        echo(f"[3/4] training a tiny {family} for {train_cfg.max_steps} steps on CPU")
+        result = run_training(train_cfg)
+        records = result.records
+        trained[family] = {
+            "steps": result.steps,
+            "first_loss": records[0]["total"] if records else None,
+            "last_loss": records[-1]["total"] if records else None,
+            "checkpoint": str(result.final_checkpoint),
+            "seconds": round(time.perf_counter() - t, 1),
+        }
+        timings[f"train_{family}"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    echo(f"[4/4] evaluating on {n_val} held-out questions: plum, {', '.join(BASELINES)}")
+    names = [*families, *BASELINES]
+    echo(f"[4/4] evaluating on {n_val} held-out questions: {', '.join(names)}")
     models: dict[str, dict[str, Any]] = {}
-    options: dict[str, dict[str, Any]] = {
-        "plum": {
-            "checkpoint": str(trained.final_checkpoint),
+    options: dict[str, dict[str, Any]] = {name: {} for name in BASELINES}
+    for family in families:
+        options[family] = {
+            "checkpoint": trained[family]["checkpoint"],
             "device": "cpu",
             "batch_size": cfg.eval_batch_size,
-            **cfg.plum_options,
-        },
-        "random": {},
-        "whole_object": {},
-        "oracle": {},
-    }
-    for name in ("plum", *BASELINES):
+            **cfg.model_options,
+        }
+    for name in names:
         outcome = run_eval(
             EvalConfig(
                 model=name,
@@ -314,26 +390,26 @@ def run_quickstart(
         )
         models[name] = outcome.results
     timings["eval"] = time.perf_counter() - t
-    examples = _write_examples(out, val_qa)
-    if examples is not None:
-        echo(f"      PLUM's masks beside the ground truth: {examples}")
+    for k, family in enumerate(families):
+        name = "examples.png" if k == 0 else f"examples_{family}.png"
+        examples = _write_examples(out, val_qa, family, name)
+        if examples is not None:
+            echo(f"      {family}'s masks beside the ground truth: {examples}")
 
     tables = combined_tables(models)
-    floors = (
-        check_floors(models)
-        if cfg.floors
-        else {"passed": None, "question_type": None, "checks": []}
-    )
+    floors = {
+        family: (
+            check_floors(models, family)
+            if cfg.floors
+            else {"passed": None, "question_type": None, "checks": []}
+        )
+        for family in families
+    }
     seconds = time.perf_counter() - start
     results = {
         "models": models,
         "floors": floors,
-        "train": {
-            "steps": trained.steps,
-            "first_loss": first,
-            "last_loss": last,
-            "checkpoint": str(trained.final_checkpoint),
-        },
+        "train": trained,
         "data": {"n_images": cfg.n_images, "size": cfg.size, "n_train": n_train, "n_val": n_val,
                  "types": cfg.types},
         "seconds": {k: round(v, 1) for k, v in {**timings, "total": seconds}.items()},
@@ -342,12 +418,10 @@ def run_quickstart(
     atomic_write_text(out / "tables.md", tables)
     echo("")
     echo(tables)
-    for check in floors["checks"]:
-        mark = "PASS" if check["passed"] else "FAIL"
-        value = "n/a" if check["value"] is None else f"{check['value']:.3f}"
-        echo(
-            f"{mark}  {check['name']} ({floors['question_type']}): {value} "
-            f"(threshold {check['threshold']:.3f})"
-        )
+    for family_floors in floors.values():
+        for check in family_floors["checks"]:
+            mark = "PASS" if check["passed"] else "FAIL"
+            value = "n/a" if check["value"] is None else f"{check['value']:.3f}"
+            echo(f"{mark}  {check['name']}: {value} (threshold {check['threshold']:.3f})")
     echo(f"results: {out / 'results.json'}  ({seconds:.0f} s)")
     return QuickstartResult(out, results, tables, floors, seconds)

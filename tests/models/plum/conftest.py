@@ -1,8 +1,6 @@
-"""Shared fixtures of the PLUM tests: a tiny random LLaVA and a one-thread guard."""
+"""Shared fixtures of the PLUM tests: a tiny random LLaVA."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,19 +10,6 @@ TINY_VOCAB = 300
 """Vocabulary of :func:`lm`; its last id is the ``<image>`` token."""
 TINY_IMAGE_TOKENS = 16
 """``<image>`` tokens per image in :func:`lm`: (32 / 8) ** 2 CLIP patches."""
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    """Run a module's tests on one torch thread.
-
-    Tiny matrices: with other processes on the 2 cores, OpenMP's spinning threads make each
-    forward ~100x slower than one thread. Opt in with ``pytestmark = usefixtures("one_thread")``.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ with the vocabulary of the real LLaMA SentencePiece tokenizer.
 The image placeholder ``<image>`` is a real vocabulary entry (HF LLaVA scatters the projected CLIP
 patches over its positions and checks the count), so it is added as a special token; the v1 layout
 also adds ``<im_start>``/``<im_end>`` first, so their ids (32000, 32001) match the original.
-There is no ``[SEG]`` token: PLUM tags spans instead.
+Families add their own tokens through ``load_tokenizer(..., extra_tokens=...)`` (LISA's ``[SEG]``;
+GLaMM's ``<bbox>``, ``<point>``, ``[SEG]``, ``<p>``, ``</p>``); PLUM adds none, it tags spans instead.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -120,12 +122,18 @@ def token_id(tokenizer: Any, token: str) -> int:
     return int(tokenizer.convert_tokens_to_ids(token))
 
 
-def load_tokenizer(cfg: LlavaConfig) -> PreTrainedTokenizerBase:
-    """Load the tokenizer named by ``cfg.tokenizer`` and add PLUM's special tokens.
+def load_tokenizer(cfg: LlavaConfig, extra_tokens: Sequence[str] = ()) -> PreTrainedTokenizerBase:
+    """Load the tokenizer named by ``cfg.tokenizer`` and add the family's special tokens.
+
+    Args:
+        cfg: which tokenizer.
+        extra_tokens: the family's own tokens (e.g. ``[SEG]``), added first, in this order (LISA
+            added ``[SEG]`` before ``<im_start>``/``<im_end>``, so the ids match its checkpoints).
 
     Returns:
-        A fast tokenizer with ``<image>`` (and, for ``layout="llava_v1"``, ``<im_start>`` then
-        ``<im_end>`` before it) registered as special tokens and a pad token set (``<unk>`` when the
+        A fast tokenizer with ``extra_tokens``, then ``<im_start>`` and ``<im_end>`` (for
+        ``layout="llava_v1"``), then ``<image>`` registered as special tokens (those it already
+        holds are kept with their ids) and a pad token set (``<unk>`` when the
         tokenizer has none, as LLaVA does). BOS/EOS are not added by the processor's calls, which
         tokenise with ``add_special_tokens=False`` and place them explicitly.
     """
@@ -150,7 +158,8 @@ def load_tokenizer(cfg: LlavaConfig) -> PreTrainedTokenizerBase:
                 "(use 'llama_sentencepiece', 'pretrained' with llava.pretrained set, or a tokenizer dir)"
             )
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-    wanted = [IM_START_TOKEN, IM_END_TOKEN] if cfg.layout == "llava_v1" else []
+    wanted = list(extra_tokens)
+    wanted += [IM_START_TOKEN, IM_END_TOKEN] if cfg.layout == "llava_v1" else []
     wanted.append(IMAGE_TOKEN)
     missing = [t for t in wanted if t not in tokenizer.get_vocab()]
     if missing:

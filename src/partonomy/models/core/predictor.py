@@ -272,7 +272,7 @@ class SegPredictor:
         embeddings = self.image_embeddings(keys, [ex.sam_pixel_values for ex in correct])
         other = "answer" if self.choice_score == "conversation" else "conversation"
         out = []
-        for i, item in enumerate(items):
+        for i in range(len(items)):
             part_scores = scores[part_group[i]]
             hidden = part_scores.hidden
             assert hidden is not None

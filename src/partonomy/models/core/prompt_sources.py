@@ -3,8 +3,9 @@
 A *target* is one mask to predict. Its *span* is the list of token positions whose last-layer
 hidden states prompt the mask head for it:
 
-* PLUM (:class:`~partonomy.models.plum.prompts.BioSpanPrompts`): the tokens of a part name, tagged B/I/O by the span extractor;
-  the span query projects each token and mean-pools them into one prompt token.
+* PLUM (:class:`~partonomy.models.plum.prompts.BioSpanPrompts`): the tokens of a part name,
+  tagged B/I/O by the span extractor; the span query projects each token and mean-pools them into
+  one prompt token.
 * LISA and GLaMM (:class:`SegTokenPrompts`): the single position of a ``[SEG]`` token, found by
   its id; an MLP ``Linear(d, d) -> ReLU -> Linear(d, D) -> Dropout(0)`` (LISA's ``text_hidden_fcs``)
   projects its hidden state into one prompt token.

@@ -8,12 +8,11 @@ checkpoints), then PLUM's own modules sized from them, and returns the model wit
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
 import torch
 
-from partonomy.config import from_dict, to_dict
+from partonomy.config import merge_overrides
 from partonomy.errors import ConfigError
 from partonomy.models.backbones.llava import (
     LlavaConfig,
@@ -124,24 +123,6 @@ def build_plum(cfg: PlumConfig) -> tuple[SegLMM, SegProcessor]:
     return model, processor
 
 
-def _merge(base: Any, overrides: dict[str, Any], where: str) -> Any:
-    """``base`` with ``overrides`` applied; nested dataclasses take dicts; unknown keys are errors."""
-    known = {f.name for f in fields(base)}
-    changes: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if key not in known:
-            raise ConfigError(
-                f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(known))}"
-            )
-        current = getattr(base, key)
-        if is_dataclass(current) and isinstance(value, dict):
-            value = _merge(current, value, f"{where}.{key}")
-        changes[key] = value
-    merged = replace(base, **changes)
-    # Round-trip through the typed loader so types and __post_init__ checks apply.
-    return from_dict(type(merged), to_dict(merged), source=where)
-
-
 def tiny_config(**overrides: Any) -> PlumConfig:
     """A tiny random PLUM that builds offline in seconds (tests, quickstart, CI).
 
@@ -162,7 +143,7 @@ def tiny_config(**overrides: Any) -> PlumConfig:
         feedback_heads=4,
         max_length=512,
     )
-    return _merge(base, overrides, "tiny_config")
+    return merge_overrides(base, overrides, "tiny_config")
 
 
 def plum_13b_config() -> PlumConfig:

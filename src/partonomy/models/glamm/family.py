@@ -1,0 +1,27 @@
+"""GLaMM as a registered family (``partonomy train/eval/predict --model glamm``)."""
+
+from __future__ import annotations
+
+from partonomy.models.core.family import Family
+from partonomy.models.glamm.builders import PRESETS, build_glamm
+from partonomy.models.glamm.config import GlammConfig
+from partonomy.models.glamm.trainable import GlammTrainableSpec
+from partonomy.models.lisa.losses import LOSS_TERMS
+
+FAMILY = Family(
+    name="glamm",
+    description="GLaMM: LLaVA-1.5 + SAM, [SEG] with <p> phrase </p> tags, <bbox> region inputs (CVPR 2024)",
+    config_type=GlammConfig,
+    build=build_glamm,
+    presets=PRESETS,
+    trainable_type=GlammTrainableSpec,
+    loss_terms=LOSS_TERMS,
+    converters={},
+)
+
+
+def build_predictor(**options: object) -> object:
+    """``partonomy eval --model glamm``: see :func:`partonomy.models.core.predictor.build_predictor`."""
+    from partonomy.models.core.predictor import build_predictor as build
+
+    return build("glamm", **options)  # type: ignore[arg-type]
