@@ -341,7 +341,7 @@ class TrainRecipe:
                 for _ in range(cfg.grad_accum):
                     batch = self.next_batch()
                     with acc.accumulate(self.model):
-                        output = self.model(batch, span_source=cfg.span_source)
+                        output = self.model(batch, span_source=cfg.span_source, lm_rows="labelled")
                         teacher = (
                             teacher_hidden_states(unwrapped, batch) if self.needs_teacher else None
                         )

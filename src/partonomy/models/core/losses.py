@@ -236,7 +236,15 @@ class LossTerm:
 
 
 def lm_term(inputs: LossInputs) -> torch.Tensor:
-    return lm_loss(inputs.output.logits, inputs.batch.labels)
+    positions = inputs.output.logit_positions
+    if positions is None:
+        return lm_loss(inputs.output.logits, inputs.batch.labels)
+    # Rows of the positions that predict a labelled token only (forward(lm_rows="labelled")):
+    # the same mean as lm_loss over the full logits.
+    targets = inputs.batch.labels[:, 1:][positions[:, :-1]]
+    if targets.numel() == 0:
+        return inputs.output.logits.sum().float() * 0.0
+    return F.cross_entropy(inputs.output.logits.float(), targets)
 
 
 def seg_term(inputs: LossInputs) -> torch.Tensor:

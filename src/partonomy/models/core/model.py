@@ -39,7 +39,8 @@ class SegOutput:
     """What :meth:`SegLMM.forward` returns.
 
     Attributes:
-        logits: ``(B, L, V)`` next-token logits.
+        logits: ``(B, L, V)`` next-token logits; with ``forward(..., lm_rows="labelled")`` only the
+            ``(N, V)`` rows of the positions in ``logit_positions``.
         hidden: ``(B, L, d)`` last hidden states (after LLaMA's final norm).
         tag_logits: ``(B, L, C)`` the prompt source's per-token logits (PLUM: O/B/I), or None.
         text_positions: ``(B, L)`` bool: real (non-padding), non-image tokens.
@@ -49,6 +50,8 @@ class SegOutput:
         masks: per conversation, per target, float32 mask logits ``(H, W)`` at the original image
             size (threshold at 0).
         iou_predictions: per conversation, per target, the head's predicted IoU (0-d tensor).
+        logit_positions: ``(B, L)`` bool, the positions whose rows ``logits`` holds (row-major
+            order), or None when ``logits`` covers every position.
     """
 
     logits: torch.Tensor
@@ -60,6 +63,7 @@ class SegOutput:
     low_res_masks: list[list[torch.Tensor]] = field(default_factory=list)
     masks: list[list[torch.Tensor]] = field(default_factory=list)
     iou_predictions: list[list[torch.Tensor]] = field(default_factory=list)
+    logit_positions: torch.Tensor | None = None
 
 
 @dataclass
@@ -198,6 +202,7 @@ class SegLMM(nn.Module):
         pixel_values: torch.Tensor,
         image_index: torch.Tensor | None = None,
         batch: SegBatch | None = None,
+        logit_positions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """CLIP once per image, LLaMA once per conversation.
 
@@ -207,9 +212,11 @@ class SegLMM(nn.Module):
             pixel_values: ``(N, 3, S, S)`` CLIP inputs.
             image_index: ``(B,)`` image of each row (default ``arange(B)``, i.e. ``N == B``).
             batch: the batch (input encoders read their boxes from it).
+            logit_positions: ``(B, L)`` bool: compute the ``lm_head`` rows of these positions only
+                (``(N, V)``, row-major); the vocabulary-wide rows of the others are never built.
 
         Returns:
-            ``(hidden (B, L, d), logits (B, L, V))``.
+            ``(hidden (B, L, d), logits (B, L, V) or (N, V))``.
         """
         base = unwrap_peft(self.llava)
         embeds = self.input_embeddings(input_ids, pixel_values, image_index, batch)
@@ -218,6 +225,8 @@ class SegLMM(nn.Module):
             inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False
         )
         hidden = out.last_hidden_state
+        if logit_positions is not None:
+            return hidden, base.lm_head(hidden[logit_positions])
         return hidden, base.lm_head(hidden)
 
     def tag_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
@@ -330,7 +339,11 @@ class SegLMM(nn.Module):
 
     # ----------------------------------------------------------------------------- forward
     def forward(
-        self, batch: SegBatch, *, span_source: Literal["target", "predicted"] = "target"
+        self,
+        batch: SegBatch,
+        *,
+        span_source: Literal["target", "predicted"] = "target",
+        lm_rows: Literal["all", "labelled"] = "all",
     ) -> SegOutput:
         """Run the model on a collated batch (module docstring).
 
@@ -339,10 +352,25 @@ class SegLMM(nn.Module):
             span_source: ``"target"`` segments the batch's ground-truth targets (training, and the
                 benchmark's teacher-forced masks); ``"predicted"`` segments the targets the model
                 marks itself, taken from the last answer's tokens only.
+            lm_rows: ``"all"`` gives ``(B, L, V)`` logits; ``"labelled"`` only the rows that predict
+                a labelled token (``batch.labels[:, t + 1] != -100``): training needs no others,
+                and with a 32k vocabulary the full tensor and its gradient dominate a small model's
+                step.
         """
         image_emb = self.image_embeddings(batch.sam_pixel_values)  # (N, D, h, w)
+        positions = None
+        if lm_rows == "labelled":
+            positions = torch.zeros_like(batch.labels, dtype=torch.bool)
+            positions[:, :-1] = batch.labels[:, 1:] != -100
+        elif lm_rows != "all":
+            raise ValueError(f"lm_rows must be 'all' or 'labelled', got {lm_rows!r}")
         hidden, logits = self.language_model(
-            batch.input_ids, batch.attention_mask, batch.pixel_values, batch.image_index, batch
+            batch.input_ids,
+            batch.attention_mask,
+            batch.pixel_values,
+            batch.image_index,
+            batch,
+            logit_positions=positions,
         )
         text_positions = batch.attention_mask.bool() & (batch.input_ids != self.image_token_id)
         tag_logits = self.tag_logits(hidden, batch.attention_mask)
@@ -360,7 +388,11 @@ class SegLMM(nn.Module):
         else:
             raise ValueError(f"span_source must be 'target' or 'predicted', got {span_source!r}")
         out = SegOutput(
-            logits=logits, hidden=hidden, tag_logits=tag_logits, text_positions=text_positions
+            logits=logits,
+            hidden=hidden,
+            tag_logits=tag_logits,
+            text_positions=text_positions,
+            logit_positions=positions,
         )
         out.spans = [list(map(list, s)) for s in spans]
         results = self.segment_batch(
