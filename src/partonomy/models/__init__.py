@@ -1,1 +1,2 @@
-"""Models: reference models, PLUM and (later) baselines, all implementing the eval protocol."""
+"""Models: the reference models (``reference``), the segmentation-LMM framework (``core``) and its
+families (``plum``, ``lisa``, ``glamm``), all implementing the eval protocol."""
