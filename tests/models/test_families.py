@@ -240,3 +240,18 @@ def test_harness_and_predict_end_to_end(name: str, tmp_path: Path) -> None:
     spans = json.loads((pred / "spans.json").read_text())
     assert isinstance(spans, (list, dict))
     assert (pred / "overlay.png").is_file()
+
+
+def test_labelled_lm_rows_give_the_same_loss(built: tuple[str, Any, Any]) -> None:
+    name, model, processor = built
+    batch = processor.collate([_example(processor), _example(processor, ("wing",), (20, 24))])
+    family = get_family(name)
+    weights = resolve_weights(family.loss_terms)
+    with torch.no_grad():
+        full = compute_losses(family.loss_terms, weights, model(batch), batch)
+        rows = model(batch, lm_rows="labelled")
+        labelled = compute_losses(family.loss_terms, weights, rows, batch)
+    n_labelled = int((batch.labels[:, 1:] != -100).sum())
+    assert rows.logits.shape == (n_labelled, len(processor.tokenizer))
+    assert float(labelled.lm) == pytest.approx(float(full.lm), rel=1e-5)
+    assert float(labelled.total) == pytest.approx(float(full.total), rel=1e-5)
