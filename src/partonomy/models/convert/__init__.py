@@ -44,9 +44,13 @@ def convert(
     overwrite: bool = False,
 ) -> Path:
     """Convert the released ``family`` checkpoint directory ``src`` into our checkpoint ``dst``
-    (see :func:`partonomy.models.convert.common.convert_checkpoint`)."""
-    from partonomy.models.convert.common import convert_checkpoint
+    through the family's registered converter (``Family.converters[family]``; see
+    :func:`partonomy.models.convert.common.convert_checkpoint`)."""
+    from partonomy.models.core.family import get_family
 
-    return convert_checkpoint(
-        layout(family), src, dst, vision_tower=vision_tower, overwrite=overwrite
-    )
+    converter = get_family(family).converters.get(family)
+    if converter is None:
+        raise ConfigError(
+            f"the {family} family registers no converter for its released checkpoints"
+        )
+    return converter(src, dst, vision_tower=vision_tower, overwrite=overwrite)  # type: ignore[no-any-return]
