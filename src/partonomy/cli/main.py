@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "generate-qa": "partonomy.cli.qa",
     "split": "partonomy.cli.split",
     "convert": "partonomy.cli.convert",
+    "convert-checkpoint": "partonomy.cli.convert_checkpoint",
     "score": "partonomy.cli.score",
     "eval": "partonomy.cli.evaluate",
     "build-descriptor": "partonomy.cli.build_descriptor",

@@ -53,11 +53,15 @@ class LlavaConfig:
         pretrained: local directory of an llava-hf checkpoint (``layout="llava_hf"``) or of an
             original LLaVA v1 checkpoint (``layout="llava_v1"``); None builds a tiny random model.
         layout: the key layout of ``pretrained`` (also decides whether ``<im_start>``/``<im_end>``
-            wrap the image in prompts: only ``llava_v1``, as in the original ``mm_use_im_start_end``).
+            wrap the image in prompts: only ``llava_v1``, as in the original ``mm_use_im_start_end``,
+            unless ``im_start_end`` says otherwise).
         tokenizer: ``"llama_sentencepiece"`` (mistral-common's LLaMA SentencePiece model),
             ``"pretrained"`` (the tokenizer files inside ``pretrained``), or a local tokenizer dir.
         vision_tower: local directory of a HF CLIP checkpoint (``CLIPModel`` or
             ``CLIPVisionModel``) for a v1 checkpoint that does not embed the vision tower weights.
+        im_start_end: wrap the image in ``<im_start>``/``<im_end>`` (and add them to the tokenizer);
+            None = only for ``layout="llava_v1"``. A converted LISA / GLaMM / PLUM checkpoint is
+            ``llava_hf`` but was trained with them, so its config sets True.
         dtype: parameter dtype of the loaded model.
         text_hidden, text_layers, text_heads, text_intermediate: tiny LLaMA sizes (``pretrained=None``).
         vision_hidden, vision_layers, vision_heads, image_size, patch_size: tiny CLIP sizes; the
@@ -68,6 +72,7 @@ class LlavaConfig:
     layout: Literal["llava_hf", "llava_v1"] = "llava_hf"
     tokenizer: str = LLAMA_SENTENCEPIECE
     vision_tower: str | None = None
+    im_start_end: bool | None = None
     dtype: Dtype = "float32"
     text_hidden: int = 64
     text_layers: int = 2
@@ -91,6 +96,11 @@ class LlavaConfig:
                 raise ConfigError(
                     f"llava.{name}_hidden ({hidden}) must be divisible by llava.{name}_heads ({heads})"
                 )
+
+
+def uses_im_start_end(cfg: LlavaConfig) -> bool:
+    """Whether prompts wrap the image in ``<im_start>``/``<im_end>`` (see :class:`LlavaConfig`)."""
+    return cfg.layout == "llava_v1" if cfg.im_start_end is None else cfg.im_start_end
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -159,7 +169,7 @@ def load_tokenizer(cfg: LlavaConfig, extra_tokens: Sequence[str] = ()) -> PreTra
             )
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     wanted = list(extra_tokens)
-    wanted += [IM_START_TOKEN, IM_END_TOKEN] if cfg.layout == "llava_v1" else []
+    wanted += [IM_START_TOKEN, IM_END_TOKEN] if uses_im_start_end(cfg) else []
     wanted.append(IMAGE_TOKEN)
     missing = [t for t in wanted if t not in tokenizer.get_vocab()]
     if missing:

@@ -19,6 +19,7 @@ from partonomy.models.backbones.llava import (
     image_seq_length,
     load_tokenizer,
     token_id,
+    uses_im_start_end,
 )
 from partonomy.models.backbones.sam import SamConfig, build_sam, sam_geometry
 from partonomy.models.core.mask_heads import SamMaskHead
@@ -87,7 +88,7 @@ def build_seg_token_model(
         image_seq_length=image_seq_length(llava),
         clip_image_size=int(llava.config.vision_config.image_size),  # type: ignore[union-attr]
         sam_image_size=geo.input_size,
-        use_im_start_end=llava_cfg.layout == "llava_v1",
+        use_im_start_end=uses_im_start_end(llava_cfg),
         max_length=max_length,
         image_prompt=image_prompt,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from partonomy.models.convert.glamm import convert as convert_glamm
 from partonomy.models.core.family import Family
 from partonomy.models.glamm.builders import PRESETS, build_glamm
 from partonomy.models.glamm.config import GlammConfig
@@ -16,7 +17,7 @@ FAMILY = Family(
     presets=PRESETS,
     trainable_type=GlammTrainableSpec,
     loss_terms=LOSS_TERMS,
-    converters={},
+    converters={"glamm": convert_glamm},
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from partonomy.models.convert.lisa import convert as convert_lisa
 from partonomy.models.core.family import Family
 from partonomy.models.lisa.builders import PRESETS, build_lisa
 from partonomy.models.lisa.config import LisaConfig
@@ -16,7 +17,7 @@ FAMILY = Family(
     presets=PRESETS,
     trainable_type=SegTokenTrainableSpec,
     loss_terms=LOSS_TERMS,
-    converters={},
+    converters={"lisa": convert_lisa},
 )
 
 

@@ -19,6 +19,7 @@ from partonomy.models.backbones.llava import (
     build_llava,
     image_seq_length,
     load_tokenizer,
+    uses_im_start_end,
 )
 from partonomy.models.backbones.sam import SamConfig, build_sam, sam_geometry
 from partonomy.models.core.feedback import MaskFeedbackPooler
@@ -54,7 +55,7 @@ def build_processor(cfg: PlumConfig, llava: Any | None = None) -> SegProcessor:
         image_seq_length=seq,
         clip_image_size=clip_size,
         sam_image_size=cfg.sam.image_size if cfg.sam.pretrained is None else 0,
-        use_im_start_end=cfg.llava.layout == "llava_v1",
+        use_im_start_end=uses_im_start_end(cfg.llava),
         max_length=cfg.max_length,
     )
 
@@ -117,7 +118,7 @@ def build_plum(cfg: PlumConfig) -> tuple[SegLMM, SegProcessor]:
         image_seq_length=image_seq_length(llava),
         clip_image_size=int(llava.config.vision_config.image_size),  # type: ignore[union-attr]
         sam_image_size=geo.input_size,
-        use_im_start_end=cfg.llava.layout == "llava_v1",
+        use_im_start_end=uses_im_start_end(cfg.llava),
         max_length=cfg.max_length,
     )
     return model, processor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from partonomy.models.convert.plum import convert as convert_plum
 from partonomy.models.core.family import Family
 from partonomy.models.plum.builders import PRESETS, build_plum
 from partonomy.models.plum.config import PlumConfig
@@ -16,7 +17,7 @@ FAMILY = Family(
     presets=PRESETS,
     trainable_type=PlumTrainableSpec,
     loss_terms=LOSS_TERMS,
-    converters={},
+    converters={"plum": convert_plum},
 )
 
 

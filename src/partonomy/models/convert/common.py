@@ -1,0 +1,489 @@
+"""The conversion engine shared by every source family (LISA, GLaMM, PLUM).
+
+A family supplies a :class:`SourceLayout`: how each released key routes (to the LLaVA backbone in
+the original LLaVA-v1 layout, to SAM in the segment-anything layout, to one of our own modules, or
+dropped with a reason), the tokens it added in id order, and how to build its own modules and typed
+config from the sizes found. The engine then:
+
+1. reads the source lazily (:class:`~partonomy.models.convert.source.SourceCheckpoint`) and refuses
+   a directory that looks like another family;
+2. routes every key; an unknown key is an error (strict);
+3. assembles the HF ``LlavaForConditionalGeneration`` state (through
+   :mod:`partonomy.models.backbones.llava_v1_layout`, the CLIP tower from ``--vision-tower`` because
+   the releases drop it) with one new embedding and ``lm_head`` row for ``<image>`` (the mean of the
+   existing rows), the HF ``SamModel`` state (:mod:`partonomy.models.backbones.sam_layout`) and our
+   modules' state; each is compared key by key and shape by shape with the module built on the meta
+   device, and any missing, unexpected or mis-shaped key is an error listing them;
+4. writes ``DST.tmp/`` and renames it to ``DST``: ``llava/`` (``save_pretrained`` + the source
+   tokenizer with ``<image>`` appended), ``sam/`` (``save_pretrained``), ``weights.safetensors``
+   (every parameter outside the two backbones), ``config.yaml`` (a ``TrainConfig`` with the family
+   and a model section naming ``llava`` and ``sam`` relative to the checkpoint), ``manifest.json``
+   and ``conversion.json`` (source, dropped keys and why, token ids).
+
+Every step works on meta tensors as well (:func:`assemble`), which is how the 7B/13B key and shape
+checks run without weights.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from partonomy.errors import ConfigError
+from partonomy.models.convert.source import SourceCheckpoint, detect_family
+
+LLAVA_DIR = "llava"
+SAM_DIR = "sam"
+SHOWN = 20
+"""How many offending keys an error lists (with the total count)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one source key goes.
+
+    Attributes:
+        part: ``"llava"`` (a LLaVA-v1-layout key), ``"sam"`` (a segment-anything key), ``"extra"``
+            (a key of our SegLMM outside the backbones), ``"alias"`` (a duplicate of ``target``, a
+            source key: dropped when ``target`` exists with the same values, else used in its place)
+            or ``"drop"`` (``target`` holds the reason).
+        target: the key in that part's layout (or the reason, for ``drop``).
+    """
+
+    part: str
+    target: str
+
+
+@dataclass
+class Assembled:
+    """Target state dicts and configs (tensors may be meta tensors).
+
+    Attributes:
+        llava_state, llava_config: HF ``LlavaForConditionalGeneration`` state dict and config.
+        sam_state, sam_config: HF ``SamModel`` state dict and config.
+        extra_state: our SegLMM keys outside the backbones (``prompt_source.*``, ...).
+        extra_modules: prefix -> our module, built on the meta device (the key/shape reference).
+        family_config: the family's typed model config (backbone paths relative to the checkpoint).
+        image_token_id: id of the appended ``<image>``.
+        dropped: source key -> why it was dropped.
+    """
+
+    llava_state: dict[str, torch.Tensor]
+    llava_config: Any
+    sam_state: dict[str, torch.Tensor]
+    sam_config: Any
+    extra_state: dict[str, torch.Tensor]
+    extra_modules: dict[str, nn.Module]
+    family_config: Any
+    image_token_id: int
+    dropped: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What a family needs to build its own modules and config.
+
+    Attributes:
+        llava_config: the HF Llava config of the converted backbone.
+        sam_config: the HF SAM config.
+        token_ids: the family's added tokens -> ids.
+        extra: the routed source tensors of the family's own modules, by target key.
+        dtype: the parameter dtype name (``"bfloat16"`` ...).
+    """
+
+    llava_config: Any
+    sam_config: Any
+    token_ids: Mapping[str, int]
+    extra: Mapping[str, torch.Tensor]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    """One released family's layout (module docstring).
+
+    Attributes:
+        family: the family name (``lisa``).
+        added_tokens: the tokens the original code added to the 32k LLaMA vocabulary, in id order.
+        route: source key -> :class:`Route`, or None for an unknown key.
+        build: ``Sizes -> (family_config, {prefix: module built on meta})``.
+        released: names of the released checkpoints this layout reads (for messages and docs).
+    """
+
+    family: str
+    added_tokens: tuple[str, ...]
+    route: Callable[[str], Route | None]
+    build: Callable[[Sizes], tuple[Any, dict[str, nn.Module]]]
+    released: tuple[str, ...] = ()
+
+
+class ConversionError(ConfigError):
+    """A released checkpoint cannot be converted (the message says which keys and what to do)."""
+
+
+def listing(title: str, keys: Sequence[str]) -> str:
+    """``title (n): k1, k2, ...`` with the first :data:`SHOWN` keys."""
+    keys = sorted(keys)
+    more = f", ... ({len(keys) - SHOWN} more)" if len(keys) > SHOWN else ""
+    return f"{title} ({len(keys)}): {', '.join(keys[:SHOWN])}{more}"
+
+
+def compare(
+    where: str,
+    got: Mapping[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    hint: str,
+) -> None:
+    """Raise :class:`ConversionError` unless ``got`` has exactly ``expected``'s keys and shapes."""
+    missing = [k for k in expected if k not in got]
+    extra = [k for k in got if k not in expected]
+    shapes = [
+        f"{k} {tuple(got[k].shape)} != {tuple(expected[k].shape)}"
+        for k in expected
+        if k in got and tuple(got[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(listing("target keys not filled", missing))
+    if extra:
+        problems.append(listing("source keys with no target", extra))
+    if shapes:
+        problems.append(listing("shape mismatches", shapes))
+    if problems:
+        raise ConversionError(f"{where}: " + "; ".join(problems) + f" ({hint})")
+
+
+def meta_state(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    """``module``'s state dict (persistent entries), keys prefixed."""
+    return {prefix + k: v for k, v in module.state_dict().items()}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    table = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
+    if dtype not in table:
+        raise ConversionError(f"unsupported parameter dtype {dtype} (expected bf16, fp16 or fp32)")
+    return table[dtype]
+
+
+def route_all(
+    layout: SourceLayout, source: Mapping[str, torch.Tensor], where: str
+) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Route every source key: ``({part: {target: source_key}}, {dropped_key: reason})``.
+
+    Aliases are resolved here: an alias whose target exists is dropped after a shape check (and a
+    value check on real tensors); one whose target is absent stands in for it.
+
+    Raises:
+        ConversionError: unknown keys, or an alias that differs from the key it duplicates.
+    """
+    parts: dict[str, dict[str, str]] = {"llava": {}, "sam": {}, "extra": {}}
+    dropped: dict[str, str] = {}
+    unknown: list[str] = []
+    aliases: dict[str, str] = {}
+    for key in source:
+        route = layout.route(key)
+        if route is None:
+            unknown.append(key)
+        elif route.part == "drop":
+            dropped[key] = route.target
+        elif route.part == "alias":
+            aliases[key] = route.target
+        else:
+            parts[route.part][route.target] = key
+    if unknown:
+        raise ConversionError(
+            f"{where}: "
+            + listing(f"keys that are not part of the released {layout.family} layout", unknown)
+            + f" (is this a {layout.family} checkpoint of a variant with extra modules? "
+            "Converting it would lose them)"
+        )
+    for alias, canonical in aliases.items():
+        if canonical in source:
+            a, b = source[alias], source[canonical]
+            same = a.shape == b.shape and (a.is_meta or b.is_meta or torch.equal(a, b))
+            if not same:
+                raise ConversionError(
+                    f"{where}: {alias!r} should duplicate {canonical!r} (shared weights) but differs"
+                )
+            dropped[alias] = f"duplicate of {canonical} (the same tensor, shared in the original)"
+            continue
+        route = layout.route(canonical)
+        assert route is not None and route.part in parts
+        parts[route.part][route.target] = alias
+    return parts, dropped
+
+
+def _append_mean_row(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` ``(V, d)`` with one more row, the mean of the others (the new ``<image>`` row)."""
+    if weight.is_meta:
+        return torch.empty(
+            (weight.shape[0] + 1, weight.shape[1]), dtype=weight.dtype, device="meta"
+        )
+    row = weight.float().mean(0, keepdim=True).to(weight.dtype)
+    return torch.cat([weight, row])
+
+
+def assemble(
+    layout: SourceLayout,
+    source: Mapping[str, torch.Tensor],
+    config_json: Mapping[str, Any],
+    *,
+    clip_state: Mapping[str, torch.Tensor] | None,
+    clip_config: Any | None,
+    where: str = "source",
+) -> Assembled:
+    """Every target state dict and config from source tensors (real or meta); no files written.
+
+    Args:
+        layout: the source family's layout.
+        source: released key -> tensor.
+        config_json: the released ``config.json``.
+        clip_state: a HF CLIP checkpoint's tensors (``vision_model.*`` or bare), None when the
+            source embeds its tower.
+        clip_config: the ``CLIPVisionConfig`` of ``clip_state``, or None to infer from shapes.
+        where: the source's name for messages.
+
+    Raises:
+        ConversionError: unknown, unfilled or mis-shaped keys (listed), or no CLIP tower.
+    """
+    from transformers import LlavaForConditionalGeneration, SamModel
+
+    from partonomy.models.backbones.llava_v1_layout import (
+        HF_VISION_PREFIX,
+        V1_VISION_PREFIX,
+        convert_llava_v1_state_dict,
+        infer_clip_vision_config,
+        projector_kind,
+        translate_llava_v1_config,
+    )
+    from partonomy.models.backbones.sam_layout import convert_sam_state_dict, infer_sam_config
+
+    parts, dropped = route_all(layout, source, where)
+    llava_src = {k: source[s] for k, s in parts["llava"].items()}
+    if "model.embed_tokens.weight" not in llava_src:
+        raise ConversionError(
+            f"{where}: no model.embed_tokens.weight; not a LLaVA-based checkpoint"
+        )
+    has_tower = any(k.startswith(V1_VISION_PREFIX) for k in llava_src)
+    if not has_tower and clip_state is None:
+        raise ConversionError(
+            f"{where}: the release holds no CLIP weights (the original merge scripts drop every "
+            f"'vision_tower' key); pass --vision-tower with a local copy of "
+            f"{config_json.get('mm_vision_tower') or config_json.get('vision_tower') or 'the CLIP tower'}"
+        )
+    dtype = llava_src["model.embed_tokens.weight"].dtype
+    hf = convert_llava_v1_state_dict(llava_src, None if has_tower else clip_state)
+    hf = {k: v.to(dtype) if v.dtype != dtype else v for k, v in hf.items()}
+    vocab = int(hf["model.language_model.embed_tokens.weight"].shape[0])
+    for key in ("model.language_model.embed_tokens.weight", "lm_head.weight"):
+        hf[key] = _append_mean_row(hf[key])
+    vision = {
+        k[len(HF_VISION_PREFIX) :]: v for k, v in hf.items() if k.startswith(HF_VISION_PREFIX)
+    }
+    vision_cfg = clip_config if (clip_config is not None and not has_tower) else None
+    vision_cfg = vision_cfg or infer_clip_vision_config(vision)
+    llava_config = translate_llava_v1_config(
+        {**config_json, "vocab_size": vocab + 1},
+        vision_cfg,
+        image_token_index=vocab,
+        projector=projector_kind(llava_src),
+    )
+    with torch.device("meta"):
+        reference = LlavaForConditionalGeneration(llava_config)
+    compare(
+        f"{where} (LLaVA backbone)",
+        hf,
+        meta_state(reference),
+        "the LLaVA keys must be the LLaMA decoder, lm_head, mm_projector and the CLIP tower",
+    )
+    sam_src = {k: source[s] for k, s in parts["sam"].items()}
+    if not sam_src:
+        raise ConversionError(f"{where}: no SAM weights found")
+    try:
+        sam_config = infer_sam_config(sam_src)
+    except ConfigError as err:
+        raise ConversionError(f"{where} (SAM): {err}") from None
+    sam_state = convert_sam_state_dict(sam_src)
+    with torch.device("meta"):
+        sam_reference = SamModel(sam_config)
+    compare(f"{where} (SAM)", sam_state, meta_state(sam_reference), "SAM must be complete")
+    base = vocab - len(layout.added_tokens)
+    token_ids = {t: base + i for i, t in enumerate(layout.added_tokens)}
+    extra = {k: source[s] for k, s in parts["extra"].items()}
+    sizes = Sizes(llava_config, sam_config, token_ids, extra, dtype_name(dtype))
+    family_config, modules = layout.build(sizes)
+    expected: dict[str, torch.Tensor] = {}
+    for prefix, module in modules.items():
+        expected.update(meta_state(module, prefix + "."))
+    compare(
+        f"{where} ({layout.family} modules)",
+        extra,
+        expected,
+        f"the {layout.family} heads of the release must match ours one to one",
+    )
+    return Assembled(
+        llava_state=hf,
+        llava_config=llava_config,
+        sam_state=sam_state,
+        sam_config=sam_config,
+        extra_state=extra,
+        extra_modules=modules,
+        family_config=family_config,
+        image_token_id=vocab,
+        dropped=dropped,
+    )
+
+
+def _load_clip(directory: str | Path) -> tuple[dict[str, torch.Tensor], Any]:
+    from partonomy.models.backbones.llava_v1_layout import _clip_config_from_dir
+
+    clip = SourceCheckpoint(directory)
+    return dict(clip.items()), _clip_config_from_dir(directory)
+
+
+def _tokenizer(layout: SourceLayout, src: Path, vocab: int) -> Any:
+    """The source tokenizer with its added tokens checked and ``<image>`` appended (id ``vocab``)."""
+    from transformers import AutoTokenizer
+
+    from partonomy.models.backbones.llava import IMAGE_TOKEN
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+    except Exception as err:
+        raise ConversionError(
+            f"{src}: cannot load the tokenizer ({err}); the release directory must hold its "
+            "tokenizer files (tokenizer.model / tokenizer.json, added_tokens.json)"
+        ) from None
+    base = vocab - len(layout.added_tokens)
+    vocab_map = tok.get_vocab()
+    for i, token in enumerate(layout.added_tokens):
+        found = vocab_map.get(token)
+        if found != base + i:
+            raise ConversionError(
+                f"{src}: token {token!r} has id {found}, expected {base + i} "
+                f"({layout.family} adds {', '.join(layout.added_tokens)} after the {base}-token "
+                "vocabulary, in this order); the tokenizer does not belong to these weights"
+            )
+    if len(tok) != vocab:
+        raise ConversionError(
+            f"{src}: the tokenizer has {len(tok)} tokens but the embedding {vocab} rows"
+        )
+    if IMAGE_TOKEN in vocab_map:
+        raise ConversionError(f"{src}: the tokenizer already holds {IMAGE_TOKEN!r}")
+    tok.add_special_tokens(
+        {"additional_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False
+    )
+    if tok.convert_tokens_to_ids(IMAGE_TOKEN) != vocab:
+        raise ConversionError(f"{src}: {IMAGE_TOKEN!r} did not get id {vocab}")
+    if tok.pad_token is None:
+        tok.pad_token = tok.unk_token
+    return tok
+
+
+def convert_checkpoint(
+    layout: SourceLayout,
+    src: str | Path,
+    dst: str | Path,
+    *,
+    vision_tower: str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Convert a released ``layout.family`` directory ``src`` into our checkpoint ``dst``.
+
+    Args:
+        layout: the source family.
+        src: the released HF-format directory (config.json, tokenizer, weights).
+        dst: the checkpoint directory to write (``dst.tmp`` first, then renamed).
+        vision_tower: a local HF CLIP directory (``openai/clip-vit-large-patch14`` for LISA and
+            PLUM, ``-336`` for GLaMM); required, since the releases drop the tower.
+        overwrite: replace an existing ``dst``.
+
+    Returns:
+        ``dst``.
+
+    Raises:
+        ConversionError: another family's directory (named), unknown or unfilled keys (listed),
+            mismatched tokenizer, existing ``dst`` without ``overwrite``.
+    """
+    from safetensors.torch import save_file
+    from transformers import LlavaForConditionalGeneration, SamModel
+
+    from partonomy.io.atomic import atomic_write_json, atomic_write_text
+    from partonomy.training.checkpoint import CONFIG, MANIFEST, WEIGHTS, Manifest
+    from partonomy.training.config import TrainConfig, dump_train_config
+
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and not overwrite:
+        raise ConversionError(f"{dst}: already exists (pass --overwrite to replace it)")
+    source = SourceCheckpoint(src)
+    looks = detect_family(source.keys(), source.config)
+    if looks != layout.family:
+        what = f"a {looks} checkpoint" if looks else "no known family's checkpoint"
+        hint = (
+            f"use --from {looks}" if looks in ("lisa", "glamm", "plum") else "no converter for it"
+        )
+        raise ConversionError(
+            f"{src}: asked to convert it as {layout.family}, but its keys look like {what} ({hint})"
+        )
+    clip_state, clip_config = (None, None) if vision_tower is None else _load_clip(vision_tower)
+    parts = assemble(
+        layout,
+        source,
+        source.config,
+        clip_state=clip_state,
+        clip_config=clip_config,
+        where=str(src),
+    )
+    tokenizer = _tokenizer(layout, src, parts.image_token_id)
+
+    tmp = dst.parent / (dst.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    with torch.device("meta"):
+        llava = LlavaForConditionalGeneration(parts.llava_config)
+    llava.load_state_dict(parts.llava_state, strict=True, assign=True)
+    llava.save_pretrained(tmp / LLAVA_DIR)
+    tokenizer.save_pretrained(tmp / LLAVA_DIR)
+    del llava
+    with torch.device("meta"):
+        sam = SamModel(parts.sam_config)
+    sam.load_state_dict(parts.sam_state, strict=True, assign=True)
+    sam.save_pretrained(tmp / SAM_DIR)
+    del sam
+    save_file({k: v.contiguous() for k, v in parts.extra_state.items()}, str(tmp / WEIGHTS))
+    cfg = TrainConfig(
+        family=layout.family, run_dir=f"runs/{layout.family}_{src.name}", model=parts.family_config
+    )
+    atomic_write_text(tmp / CONFIG, dump_train_config(cfg))
+    manifest = Manifest(
+        step=0,
+        trainable=sorted(parts.extra_state),
+        row_subsets={},
+        has_base=False,
+        has_resume=False,
+    )
+    atomic_write_json(tmp / MANIFEST, manifest.to_dict())
+    atomic_write_json(
+        tmp / "conversion.json",
+        {
+            "source": str(src.resolve()),
+            "family": layout.family,
+            "source_keys": len(source),
+            "added_tokens": {t: tokenizer.convert_tokens_to_ids(t) for t in layout.added_tokens},
+            "image_token_id": parts.image_token_id,
+            "dropped": dict(sorted(parts.dropped.items())),
+            "vision_tower": None if vision_tower is None else str(Path(vision_tower).resolve()),
+        },
+    )
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+    return dst
