@@ -58,7 +58,7 @@ def main() -> None:
         print(
             f"  {family}: {train['steps']} steps, {train['seconds'] / steps:.3f} s/step (incl. setup)"
         )
-    for family, floors in result.floors.items():
+    for floors in result.floors.values():
         for check in floors["checks"]:
             mark = "PASS" if check["passed"] else "FAIL"
             value = "n/a" if check["value"] is None else f"{check['value']:.3f}"
