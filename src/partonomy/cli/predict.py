@@ -2,7 +2,7 @@
 
 Writes ``answer.txt``, ``spans.json`` (character spans of the answer, each with its mask as a COCO
 RLE) and ``overlay.png`` (the masks coloured and labelled over the image) into ``--out``; see
-:func:`partonomy.models.plum.overlay.write_answer` and ``docs/plum-inference.md``.
+:func:`partonomy.viz.answer_files.write_answer` and ``docs/plum-inference.md``.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def command(
     from PIL import Image, UnidentifiedImageError
 
     from partonomy.errors import FormatError
-    from partonomy.models.plum.overlay import write_answer
     from partonomy.models.plum.predictor import PlumPredictor, load_plum
+    from partonomy.viz.answer_files import write_answer
 
     try:
         with Image.open(image) as img:
