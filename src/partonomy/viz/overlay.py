@@ -131,16 +131,18 @@ def display_overlay(
     labels: Sequence[str],
     *,
     min_side: int = MIN_DISPLAY_SIDE,
+    legend: bool = True,
 ) -> np.ndarray:
     """:func:`overlay_masks` of ``image`` enlarged by :func:`display_scale` (nearest neighbour),
     so that labels and legend do not cover a small image; ``min_side=0`` keeps the size.
+    ``legend=False`` leaves the legend out (for a page that lists the colours itself).
 
     Returns:
         ``(s*H, s*W, 3)`` uint8 RGB, ``s`` the display scale.
     """
     scale = display_scale(*image.shape[:2], min_side) if min_side > 0 else 1
     big_masks = [enlarge(np.asarray(m), scale) for m in masks]
-    return overlay_masks(enlarge(image, scale), big_masks, labels)
+    return overlay_masks(enlarge(image, scale), big_masks, labels, legend=legend)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
