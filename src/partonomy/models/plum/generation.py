@@ -13,7 +13,7 @@ ties go to the lowest token id (``argmax``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,7 @@ def generate(
     use_cache: bool = True,
     return_hidden: bool = True,
     static_cache: bool = False,
+    on_token: Callable[[torch.Tensor], None] | None = None,
 ) -> list[Generation]:
     """Greedy-decode one answer per prompt.
 
@@ -93,6 +94,10 @@ def generate(
             on a GPU HF then compiles the decoding step with CUDA graphs (one compile of ~30 s
             for a 7B model, then ~3x the tokens/s at batch 1), and the hidden states come from
             one forward over the final sequences. Same tokens as the loop up to kernel numerics.
+        on_token: called after each decoding step with the ``(B,)`` int64 tokens chosen at that
+            step (a row that has already stopped gets ``pad_token_id``; the stop token itself is
+            passed too), e.g. to stream an answer. With ``static_cache`` it is called once per
+            step after decoding has finished. None: no callback, no extra host sync.
 
     Returns:
         One :class:`Generation` per prompt, in order.
@@ -102,9 +107,21 @@ def generate(
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if static_cache:
-        return _generate_static(
+        results = _generate_static(
             lm, prompts, pixel_values, stop_token_ids, max_new_tokens, pad_token_id, return_hidden
         )
+        if on_token is not None:
+            steps = max(int(r.new_tokens.shape[0]) for r in results)
+            for t in range(steps):
+                on_token(
+                    torch.tensor(
+                        [
+                            int(r.new_tokens[t]) if t < r.new_tokens.shape[0] else pad_token_id
+                            for r in results
+                        ]
+                    )
+                )
+        return results
     base, head = base_and_head(lm)
     weight = next(head.parameters())
     device = weight.device
@@ -136,6 +153,8 @@ def generate(
         stopped |= hit
         done |= hit
         new.append(token)
+        if on_token is not None:
+            on_token(token)
         if bool(done.all()) or len(new) == max_new_tokens:
             break
         # Finished rows keep feeding (masked) pads so the batch stays rectangular.

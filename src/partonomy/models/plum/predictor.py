@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -363,9 +363,18 @@ class PlumPredictor:
     # -------------------------------------------------------------------- free-form mode
     @torch.no_grad()
     def generate(
-        self, image: np.ndarray, question: str, *, history: Sequence[Turn] = ()
+        self,
+        image: np.ndarray,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        on_token: Callable[[str], None] | None = None,
     ) -> GeneratedAnswer:
-        """Greedy-generate an answer with a KV cache (no spans, no masks); see :meth:`answer`."""
+        """Greedy-generate an answer with a KV cache (no spans, no masks); see :meth:`answer`.
+
+        ``on_token``, when given, is called after each generated token (the stop token excluded)
+        with the answer text decoded so far, to stream it.
+        """
         prompt = self.processor.encode(image, list(history), question, None)
         plen = int(prompt.input_ids.shape[0])
         budget = min(self.max_new_tokens, self.processor.max_length - plen)
@@ -382,9 +391,24 @@ class PlumPredictor:
             max_new_tokens=budget,
             pad_token_id=self._pad_id(),
             static_cache=self.generation == "static",
+            on_token=None if on_token is None else self._text_stream(on_token),
         )[0]
         text, offsets = decode_with_offsets(self.tokenizer, gen.new_tokens.tolist())
         return GeneratedAnswer(prompt, gen, text, offsets)
+
+    def _text_stream(self, on_text: Callable[[str], None]) -> Callable[[torch.Tensor], None]:
+        """A per-step token callback (batch of one) that calls ``on_text`` with the text so far."""
+        stop = int(self.tokenizer.eos_token_id)
+        ids: list[int] = []
+
+        def step(tokens: torch.Tensor) -> None:
+            token = int(tokens[0])
+            if token == stop:
+                return
+            ids.append(token)
+            on_text(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+        return step
 
     @torch.no_grad()
     def answer(
@@ -394,6 +418,7 @@ class PlumPredictor:
         *,
         highlight: Sequence[str] | None = None,
         history: Sequence[Turn] = (),
+        on_token: Callable[[str], None] | None = None,
     ) -> FreeFormAnswer:
         """Generate an answer to ``question`` about ``image`` and segment the parts it names.
 
@@ -404,12 +429,14 @@ class PlumPredictor:
                 (case-insensitive whole-word matches, every occurrence; a phrase that does not
                 occur is skipped with a logged warning).
             history: earlier (question, answer) turns of the conversation.
+            on_token: called after each generated token with the answer text so far (to
+                stream it); spans and masks come only with the returned answer.
 
         Returns:
             The answer text, its spans (character offsets into the text) and one bool ``(H, W)``
             mask per span, in text order.
         """
-        out = self.generate(image, question, history=history)
+        out = self.generate(image, question, history=history, on_token=on_token)
         hidden, plen, text = out.generation.hidden, out.generation.prompt_length, out.text
         assert hidden is not None
         if highlight is not None:
