@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "predict": "partonomy.cli.predict",
     "quickstart": "partonomy.cli.quickstart",
     "ls": "partonomy.cli.ls",
+    "report": "partonomy.cli.report",
+    "demo": "partonomy.cli.demo",
 }
 """Command name -> module holding a click command called ``command``."""
 

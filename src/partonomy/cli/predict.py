@@ -3,7 +3,7 @@ image and segment the parts it names (GLaMM also takes ``--box`` regions).
 
 Writes ``answer.txt``, ``spans.json`` (character spans of the answer, each with its mask as a COCO
 RLE) and ``overlay.png`` (the masks coloured and labelled over the image) into ``--out``; see
-:func:`partonomy.models.plum.overlay.write_answer` and ``docs/plum-inference.md``.
+:func:`partonomy.viz.answer_files.write_answer` and ``docs/plum-inference.md``.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def command(
 
     from partonomy.errors import FormatError
     from partonomy.models.core.predictor import SegPredictor, load_model, parse_box
-    from partonomy.models.plum.overlay import write_answer
+    from partonomy.viz.answer_files import write_answer
 
     try:
         with Image.open(image) as img:

@@ -24,6 +24,7 @@ from partonomy.io import masks as mask_io
 from partonomy.io.atomic import atomic_write_bytes
 from partonomy.io.predictions import Prediction
 from partonomy.io.qa_pairs import QAPair
+from partonomy.viz.overlay import enlarge, overlay_masks
 
 CAPTION_HEIGHT = 14
 
@@ -47,8 +48,6 @@ def example_rows(
     Questions without a prediction, or whose correct answer names no part, are skipped. A part
     the model gave no mask for is drawn empty (and listed as "(empty)" in the legend).
     """
-    from partonomy.models.plum.overlay import enlarge, overlay_masks
-
     rows: list[tuple[np.ndarray, str]] = []
     for index, qa in enumerate(records):
         pred = predictions.get(qa.question_id)

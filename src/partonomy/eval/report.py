@@ -15,7 +15,7 @@ out, come after Whole2Part when present; ``Overall`` is last. A null metric prin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 NA = "–"
@@ -52,6 +52,54 @@ def _pct(value: float | None) -> str:
     return NA if value is None else f"{100 * value:.1f}"
 
 
+TABLE2_TITLE = "Table 2: segmentation, gIoU % (micro / macro)"
+TABLE3_TITLE = (
+    "Table 3: text answer selection, % (P = part precision, R = part recall, "
+    "A / PA = accuracy, OA = object accuracy)"
+)
+
+
+def layout_columns(by_types: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The tables' ``(key, header)`` columns for several runs at once: the layout of the union
+    of their question types (see the module docstring); key ``"overall"`` is last."""
+    merged: dict[str, Any] = {}
+    for by_type in by_types:
+        merged.update(by_type)
+    return _columns(merged)
+
+
+def metrics_for(results: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    """``M`` of column ``key`` (a question type or ``"overall"``), None when the run lacks it."""
+    if key == _OVERALL:
+        return results.get(_OVERALL)  # type: ignore[no-any-return]
+    return (results.get("by_type") or {}).get(key)  # type: ignore[no-any-return]
+
+
+def giou_cell(m: Mapping[str, Any] | None) -> str:
+    """Table 2's cell: ``"micro / macro"`` gIoU in %, or :data:`NA`."""
+    return NA if m is None else f"{_pct(m['micro_giou'])} / {_pct(m['macro_giou'])}"
+
+
+def is_object_type(key: str) -> bool:
+    """Whether column ``key`` is Part2Whole / Whole2Part (with or without label)."""
+    return key.removesuffix("_with_label") in _OBJECT_TYPES
+
+
+def table3_header(key: str, header: str) -> str:
+    """Table 3's column header: ``header`` and ``P/R/A`` (``P/R/PA/OA`` for object types)."""
+    return f"{header} {'P/R/PA/OA' if is_object_type(key) else 'P/R/A'}"
+
+
+def text_cell(m: Mapping[str, Any] | None, key: str) -> str:
+    """Table 3's cell of column ``key``: ``P/R/A`` (``P/R/PA/OA``) in %, or :data:`NA`."""
+    if m is None:
+        return NA
+    values = [m["part_precision"], m["part_recall"], m["accuracy"]]
+    if is_object_type(key):
+        values.append(m["object_accuracy"])
+    return "/".join(_pct(v) for v in values)
+
+
 def _table(title: str, headers: list[str], row: list[str], method: str) -> str:
     lines = [
         title,
@@ -65,14 +113,10 @@ def _table(title: str, headers: list[str], row: list[str], method: str) -> str:
 
 def render_table2(results: Mapping[str, Any], *, method: str = "model") -> str:
     """Table 2: ``micro / macro`` gIoU (%) per question type, one row for ``method``."""
-    by_type = results["by_type"]
-    cols = _columns(by_type)
-    row = []
-    for key, _ in cols:
-        m = results[_OVERALL] if key == _OVERALL else by_type.get(key)
-        row.append(NA if m is None else f"{_pct(m['micro_giou'])} / {_pct(m['macro_giou'])}")
+    cols = _columns(results["by_type"])
+    row = [giou_cell(metrics_for(results, key)) for key, _ in cols]
     return _table(
-        "Table 2: segmentation, gIoU % (micro / macro)" + _caption(results),
+        TABLE2_TITLE + _caption(results),
         [h for _, h in cols],
         row,
         method,
@@ -81,23 +125,11 @@ def render_table2(results: Mapping[str, Any], *, method: str = "model") -> str:
 
 def render_table3(results: Mapping[str, Any], *, method: str = "model") -> str:
     """Table 3: ``P/R/A`` per type, ``P/R/PA/OA`` for the part-whole types (%)."""
-    by_type = results["by_type"]
-    cols = _columns(by_type)
-    headers, row = [], []
-    for key, header in cols:
-        object_type = key.removesuffix("_with_label") in _OBJECT_TYPES
-        headers.append(f"{header} {'P/R/PA/OA' if object_type else 'P/R/A'}")
-        m = results[_OVERALL] if key == _OVERALL else by_type.get(key)
-        if m is None:
-            row.append(NA)
-            continue
-        values = [m["part_precision"], m["part_recall"], m["accuracy"]]
-        if object_type:
-            values.append(m["object_accuracy"])
-        row.append("/".join(_pct(v) for v in values))
+    cols = _columns(results["by_type"])
+    headers = [table3_header(key, header) for key, header in cols]
+    row = [text_cell(metrics_for(results, key), key) for key, _ in cols]
     return _table(
-        "Table 3: text answer selection, % (P = part precision, R = part recall, "
-        "A / PA = accuracy, OA = object accuracy)" + _caption(results),
+        TABLE3_TITLE + _caption(results),
         headers,
         row,
         method,

@@ -14,7 +14,7 @@ from partonomy.cli.main import cli
 from partonomy.io import masks as mask_io
 from partonomy.io.predictions import load_predictions
 from partonomy.io.qa_pairs import load_qa_pairs
-from partonomy.models.plum.overlay import display_scale
+from partonomy.viz.overlay import display_scale
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "qa"
 

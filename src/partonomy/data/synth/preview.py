@@ -19,22 +19,7 @@ from partonomy.io import masks as mask_io
 from partonomy.io.atomic import atomic_write_bytes
 from partonomy.io.descriptor import Instance, load_descriptor
 from partonomy.io.labels import is_part_label, part_name
-
-PALETTE = (
-    (230, 25, 75),
-    (60, 180, 75),
-    (255, 225, 25),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-    (0, 128, 128),
-    (170, 110, 40),
-)
-"""Overlay colours, one per part in legend order (a high-contrast qualitative palette)."""
+from partonomy.viz.palette import colour
 
 TINT = 0.55
 LINE = 14
@@ -79,13 +64,13 @@ def _tile(image: Image.Image, inst: Instance, tile: int, font: Font) -> Image.Im
     over = np.asarray(shown, dtype=np.float32).copy()
     anchors = []
     for k, name in enumerate(names):
-        colour = np.array(PALETTE[k % len(PALETTE)], dtype=np.float32)
+        rgb = np.array(colour(k), dtype=np.float32)
         dense = np.logical_or.reduce([mask_io.decode(r) for r in parts[name]])
         dense = np.asarray(
             Image.fromarray(dense).resize(shown.size, Image.Resampling.NEAREST), dtype=bool
         )
-        over[dense] = over[dense] * (1 - TINT) + colour * TINT
-        over[_boundary(dense)] = colour
+        over[dense] = over[dense] * (1 - TINT) + rgb * TINT
+        over[_boundary(dense)] = rgb
         anchors.append(_anchor(dense) if dense.any() else None)
     overlay = Image.fromarray(np.clip(over, 0, 255).astype(np.uint8))
     odraw = ImageDraw.Draw(overlay)
@@ -100,7 +85,7 @@ def _tile(image: Image.Image, inst: Instance, tile: int, font: Font) -> Image.Im
     for k, name in enumerate(names):
         x = 2 + (k % 2) * (tile + 3)
         y = y0 + (k // 2) * LINE
-        draw.rectangle((x, y + 2, x + 9, y + 11), fill=PALETTE[k % len(PALETTE)])
+        draw.rectangle((x, y + 2, x + 9, y + 11), fill=colour(k))
         draw.text((x + 13, y), f"{k + 1} {name}", fill=(0, 0, 0), font=font)
     if hidden:
         y = y0 + math.ceil(len(names) / 2) * LINE

@@ -13,7 +13,7 @@ ties go to the lowest token id (``argmax``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,7 @@ def generate(
     return_hidden: bool = True,
     static_cache: bool = False,
     prompt_embeds: Sequence[torch.Tensor] | None = None,
+    on_token: Callable[[torch.Tensor], None] | None = None,
 ) -> list[Generation]:
     """Greedy-decode one answer per prompt.
 
@@ -97,6 +98,10 @@ def generate(
         prompt_embeds: per prompt ``(L_b, d)`` input embeddings to use instead of embedding the
             prompt ids and scattering ``pixel_values`` (models whose input encoders replace
             special tokens, e.g. GLaMM's ``<bbox>``); the own KV loop only.
+        on_token: called after each decoding step with the ``(B,)`` int64 tokens chosen at that
+            step (a row that has already stopped gets ``pad_token_id``; the stop token itself is
+            passed too), e.g. to stream an answer. With ``static_cache`` it is called once per
+            step after decoding has finished. None: no callback, no extra host sync.
 
     Returns:
         One :class:`Generation` per prompt, in order.
@@ -108,9 +113,21 @@ def generate(
     if prompt_embeds is not None and (static_cache or not use_cache):
         raise ValueError("prompt_embeds needs the KV-cached loop (static_cache=False, use_cache)")
     if static_cache:
-        return _generate_static(
+        results = _generate_static(
             lm, prompts, pixel_values, stop_token_ids, max_new_tokens, pad_token_id, return_hidden
         )
+        if on_token is not None:
+            steps = max(int(r.new_tokens.shape[0]) for r in results)
+            for t in range(steps):
+                on_token(
+                    torch.tensor(
+                        [
+                            int(r.new_tokens[t]) if t < r.new_tokens.shape[0] else pad_token_id
+                            for r in results
+                        ]
+                    )
+                )
+        return results
     base, head = base_and_head(lm)
     weight = next(head.parameters())
     device = weight.device
@@ -150,6 +167,8 @@ def generate(
         stopped |= hit
         done |= hit
         new.append(token)
+        if on_token is not None:
+            on_token(token)
         if bool(done.all()) or len(new) == max_new_tokens:
             break
         # Finished rows keep feeding (masked) pads so the batch stays rectangular.

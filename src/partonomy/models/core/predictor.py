@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -318,8 +318,13 @@ class SegPredictor:
         *,
         history: Sequence[Turn] = (),
         boxes: Sequence[Box] = (),
+        on_token: Callable[[str], None] | None = None,
     ) -> GeneratedAnswer:
-        """Greedy-generate an answer with a KV cache (no spans, no masks); see :meth:`answer`."""
+        """Greedy-generate an answer with a KV cache (no spans, no masks); see :meth:`answer`.
+
+        ``on_token``, when given, is called after each generated token (the stop token excluded)
+        with the answer text decoded so far, to stream it.
+        """
         question = with_box_tokens(question, len(boxes))
         prompt = self.processor.encode(image, list(history), question, None, boxes=boxes)
         plen = int(prompt.input_ids.shape[0])
@@ -346,9 +351,24 @@ class SegPredictor:
             pad_token_id=self._pad_id(),
             static_cache=self.generation == "static" and embeds is None,
             prompt_embeds=embeds,
+            on_token=None if on_token is None else self._text_stream(on_token),
         )[0]
         text, offsets = decode_with_offsets(self.tokenizer, gen.new_tokens.tolist())
         return GeneratedAnswer(prompt, gen, text, offsets)
+
+    def _text_stream(self, on_text: Callable[[str], None]) -> Callable[[torch.Tensor], None]:
+        """A per-step token callback (batch of one) that calls ``on_text`` with the text so far."""
+        stop = int(self.tokenizer.eos_token_id)
+        ids: list[int] = []
+
+        def step(tokens: torch.Tensor) -> None:
+            token = int(tokens[0])
+            if token == stop:
+                return
+            ids.append(token)
+            on_text(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+        return step
 
     @torch.no_grad()
     def answer(
@@ -359,6 +379,7 @@ class SegPredictor:
         highlight: Sequence[str] | None = None,
         history: Sequence[Turn] = (),
         boxes: Sequence[Box] = (),
+        on_token: Callable[[str], None] | None = None,
     ) -> FreeFormAnswer:
         """Generate an answer to ``question`` about ``image`` and segment the parts it names.
 
@@ -371,6 +392,8 @@ class SegPredictor:
             history: earlier (question, answer) turns of the conversation.
             boxes: regions ``(x0, y0, x1, y1)`` in image pixels for a model with a region
                 encoder (GLaMM), one per ``<bbox>`` in the question (appended when it has none).
+            on_token: called after each generated token with the answer text so far (to
+                stream it); spans and masks come only with the returned answer.
 
         Returns:
             The answer text, its spans (character offsets into the text) and one bool ``(H, W)``
@@ -381,7 +404,7 @@ class SegPredictor:
                 f"highlight-to-segment needs a model that prompts masks with text spans (plum); "
                 f"{self.name} prompts them with {self.model.prompt_source.__class__.__name__}"
             )
-        out = self.generate(image, question, history=history, boxes=boxes)
+        out = self.generate(image, question, history=history, boxes=boxes, on_token=on_token)
         hidden, plen, text = out.generation.hidden, out.generation.prompt_length, out.text
         assert hidden is not None
         if highlight is not None:

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from partonomy.models.plum.overlay import (
-    PALETTE,
+from partonomy.viz.overlay import (
     display_scale,
     enlarge,
     overlay_masks,
     save_overlay,
 )
+from partonomy.viz.palette import PALETTE
 
 
 def _image() -> np.ndarray:

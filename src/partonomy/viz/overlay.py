@@ -1,5 +1,7 @@
-"""Draw predicted part masks over an image (coloured fills, outlines, labels, a legend), and write
-a free-form answer's three files (``partonomy predict``). Pure numpy + Pillow; no model code.
+"""Draw part masks over an image: coloured fills, outlines, labels and a legend.
+
+Pure numpy + Pillow; no model or evaluation code. Colours come from :mod:`partonomy.viz.palette`
+(the ``k``-th mask takes ``colour(k)``), so an overlay, its legend and a highlighted answer agree.
 """
 
 from __future__ import annotations
@@ -10,31 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from partonomy.eval.protocol import FreeFormAnswer
-
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (230, 25, 75),
-    (60, 180, 75),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-    (0, 128, 128),
-    (170, 110, 40),
-    (128, 0, 0),
-)
-"""Mask colours (RGB), in order; the k-th mask takes ``PALETTE[k % len(PALETTE)]``."""
+from partonomy.viz.palette import colour
 
 
-def colour(k: int) -> tuple[int, int, int]:
-    """The colour of the ``k``-th mask."""
-    return PALETTE[k % len(PALETTE)]
-
-
-def _outline(mask: np.ndarray) -> np.ndarray:
+def outline(mask: np.ndarray) -> np.ndarray:
     """Pixels of ``mask`` that touch the background (4-neighbourhood; the border counts as background)."""
     padded = np.pad(mask, 1, constant_values=False)
     interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:] & mask
@@ -84,7 +65,7 @@ def overlay_masks(
         bool_masks.append(m)
         rgb = np.array(colour(k), dtype=np.float32)
         out[m] = (1.0 - alpha) * out[m] + alpha * rgb
-        out[_outline(m)] = rgb
+        out[outline(m)] = rgb
     canvas = Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
@@ -139,72 +120,37 @@ def save_overlay(
     A small image (a 64-pixel Synth image, say) is enlarged by :func:`display_scale` first, so
     that the labels and legend do not cover it; pass ``min_side=0`` to keep the image's size.
     """
+    from partonomy.io.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, png_bytes(display_overlay(image, masks, labels, min_side=min_side)))
+
+
+def display_overlay(
+    image: np.ndarray,
+    masks: Sequence[np.ndarray],
+    labels: Sequence[str],
+    *,
+    min_side: int = MIN_DISPLAY_SIDE,
+    legend: bool = True,
+) -> np.ndarray:
+    """:func:`overlay_masks` of ``image`` enlarged by :func:`display_scale` (nearest neighbour),
+    so that labels and legend do not cover a small image; ``min_side=0`` keeps the size.
+    ``legend=False`` leaves the legend out (for a page that lists the colours itself).
+
+    Returns:
+        ``(s*H, s*W, 3)`` uint8 RGB, ``s`` the display scale.
+    """
+    scale = display_scale(*image.shape[:2], min_side) if min_side > 0 else 1
+    big_masks = [enlarge(np.asarray(m), scale) for m in masks]
+    return overlay_masks(enlarge(image, scale), big_masks, labels, legend=legend)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """``(H, W, 3)`` uint8 RGB (or ``(H, W)`` grey) as PNG file bytes."""
     import io
 
     from PIL import Image
 
-    from partonomy.io.atomic import atomic_write_bytes
-
-    scale = display_scale(*image.shape[:2], min_side) if min_side > 0 else 1
-    big_masks = [enlarge(np.asarray(m), scale) for m in masks]
     buffer = io.BytesIO()
-    Image.fromarray(overlay_masks(enlarge(image, scale), big_masks, labels)).save(
-        buffer, format="PNG"
-    )
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-ANSWER_FILE = "answer.txt"
-SPANS_FILE = "spans.json"
-OVERLAY_FILE = "overlay.png"
-
-
-def write_answer(
-    out: str | Path,
-    image: np.ndarray,
-    question: str,
-    answer: FreeFormAnswer,
-    *,
-    highlight: Sequence[str] | None = None,
-    image_path: str | None = None,
-) -> dict[str, Path]:
-    """Write a free-form answer as ``partonomy predict`` does, each file atomically.
-
-    Files in ``out`` (created if needed):
-
-    * ``answer.txt``: the answer text and a newline.
-    * ``spans.json``: ``{"image", "question", "answer", "highlight", "spans": [{"start", "end",
-      "text", "area", "mask"}]}``; offsets are characters of ``answer`` (end exclusive), ``mask``
-      a COCO RLE of the ``(H, W)`` image and ``area`` its pixel count.
-    * ``overlay.png``: :func:`overlay_masks` with each span's text as its label, enlarged for
-      display when the image's short side is under :data:`MIN_DISPLAY_SIDE` pixels.
-
-    Returns:
-        ``{"answer": path, "spans": path, "overlay": path}``.
-    """
-    from partonomy.io import masks as mask_io
-    from partonomy.io.atomic import atomic_write_json, atomic_write_text
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"answer": out / ANSWER_FILE, "spans": out / SPANS_FILE, "overlay": out / OVERLAY_FILE}
-    atomic_write_text(paths["answer"], answer.text + "\n")
-    record = {
-        "image": image_path,
-        "question": question,
-        "answer": answer.text,
-        "highlight": None if highlight is None else list(highlight),
-        "spans": [
-            {
-                "start": span.start,
-                "end": span.end,
-                "text": span.text,
-                "area": int(np.count_nonzero(mask)),
-                "mask": mask_io.encode(mask),
-            }
-            for span, mask in zip(answer.spans, answer.masks, strict=True)
-        ],
-    }
-    atomic_write_json(paths["spans"], record)
-    save_overlay(paths["overlay"], image, answer.masks, [s.text for s in answer.spans])
-    return paths
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
