@@ -55,8 +55,10 @@ def main() -> None:
         print(f"  {stage:<14} {value:7.1f} s")
     for family, train in result.results["train"].items():
         steps = max(train["steps"], 1)
-        print(f"  {family}: {train['steps']} steps, {train['seconds'] / steps:.3f} s/step (incl. setup)")
-    for family, floors in result.floors.items():
+        print(
+            f"  {family}: {train['steps']} steps, {train['seconds'] / steps:.3f} s/step (incl. setup)"
+        )
+    for floors in result.floors.values():
         for check in floors["checks"]:
             mark = "PASS" if check["passed"] else "FAIL"
             value = "n/a" if check["value"] is None else f"{check['value']:.3f}"

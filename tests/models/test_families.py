@@ -40,8 +40,6 @@ def tiny_model_config(family: str) -> dict[str, Any]:
     cfg: dict[str, Any] = {"llava": dict(TINY_LLAVA), "sam": dict(TINY_SAM)}
     if family == "plum":
         cfg |= {"bidir_heads": 2, "bidir_ff": 64, "bidir_dropout": 0.0, "feedback_heads": 2}
-    if family == "glamm":
-        cfg["region_encoder"] = False
     return cfg
 
 
@@ -175,7 +173,13 @@ def test_trainable_set_equals_the_spec(name: str) -> None:
     lora = {n for n in names if ".lora_" in n}
     assert lora and all(("q_proj" in n or "v_proj" in n) for n in lora)
     rest = names - lora
-    prefixes = ("llava.lm_head.", "mask_head.sam.mask_decoder.", "prompt_source.projection.")
+    prefixes: tuple[str, ...] = (
+        "llava.lm_head.",
+        "mask_head.sam.mask_decoder.",
+        "prompt_source.projection.",
+    )
+    if name == "glamm":
+        prefixes += ("input_encoders.region.",)
     expected = {
         n
         for n, _ in model.named_parameters()
@@ -240,3 +244,52 @@ def test_harness_and_predict_end_to_end(name: str, tmp_path: Path) -> None:
     spans = json.loads((pred / "spans.json").read_text())
     assert isinstance(spans, (list, dict))
     assert (pred / "overlay.png").is_file()
+
+
+def test_labelled_lm_rows_give_the_same_loss(built: tuple[str, Any, Any]) -> None:
+    name, model, processor = built
+    batch = processor.collate([_example(processor), _example(processor, ("wing",), (20, 24))])
+    family = get_family(name)
+    weights = resolve_weights(family.loss_terms)
+    with torch.no_grad():
+        full = compute_losses(family.loss_terms, weights, model(batch), batch)
+        rows = model(batch, lm_rows="labelled")
+        labelled = compute_losses(family.loss_terms, weights, rows, batch)
+    n_labelled = int((batch.labels[:, 1:] != -100).sum())
+    assert rows.logits.shape == (n_labelled, len(processor.tokenizer))
+    assert float(labelled.lm) == pytest.approx(float(full.lm), rel=1e-5)
+    assert float(labelled.total) == pytest.approx(float(full.total), rel=1e-5)
+
+
+def test_glamm_answers_about_a_box_region(tmp_path: Path) -> None:
+    from partonomy.models.core.predictor import SegPredictor, parse_box, with_box_tokens
+
+    family = get_family("glamm")
+    model, processor = family.build(from_dict(family.config_type, tiny_model_config("glamm")))
+    assert "region" in model.input_encoders
+    predictor = SegPredictor(model.eval(), processor, max_new_tokens=4)
+    image = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    box = parse_box("5,4,30,20", image.shape[:2])
+    with_box = predictor.generate(image, "What is in this region?", boxes=[box])
+    plain = predictor.generate(image, "What is in this region?")
+    bbox_id = processor.tokenizer.convert_tokens_to_ids("<bbox>")
+    assert int((with_box.prompt.input_ids == bbox_id).sum()) == 1
+    assert with_box.prompt.boxes == [box]
+    assert with_box.generation.hidden is not None
+    # the region's embedding replaces the <bbox> token's: the prompt's hidden states differ
+    assert with_box.prompt.input_ids.shape != plain.prompt.input_ids.shape
+    assert with_box_tokens("Describe <bbox>.", 1) == "Describe <bbox>."
+    assert with_box_tokens("Describe it.", 2) == "Describe it. (regions: <bbox>, <bbox>)"
+    with pytest.raises(ConfigError, match="holds 1 <bbox>"):
+        with_box_tokens("Describe <bbox>.", 2)
+    with pytest.raises(ConfigError, match="needs 0 <= x0 < x1 <= 60"):
+        parse_box("5,4,70,20", image.shape[:2])
+    with pytest.raises(ConfigError, match="four comma-separated numbers"):
+        parse_box("5,4,30", image.shape[:2])
+    pred = tmp_path / "pred"
+    cmd = ["predict", str(FIXTURES / "plane.png"), "What is this?", "--model", "glamm"]
+    cmd += ["--box", "2,2,10,9", "--device", "cpu", "--max-new-tokens", "4", "-o", str(pred)]
+    done = CliRunner().invoke(cli, cmd)
+    assert done.exit_code == 0, done.output
+    bad = CliRunner().invoke(cli, [*cmd[:-2], "-o", str(pred), "--box", "1,2"])
+    assert bad.exit_code == 2 and "--box '1,2'" in bad.output
