@@ -293,3 +293,20 @@ def test_glamm_answers_about_a_box_region(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     bad = CliRunner().invoke(cli, [*cmd[:-2], "-o", str(pred), "--box", "1,2"])
     assert bad.exit_code == 2 and "--box '1,2'" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("lisa", {"[SEG]": 32000, "<im_start>": 32001, "<im_end>": 32002, "<image>": 32003}),
+        ("glamm", {"<im_start>": 32000, "<im_end>": 32001, "<bbox>": 32002, "<point>": 32003,
+                   "[SEG]": 32004, "<p>": 32005, "</p>": 32006, "<image>": 32007}),
+    ],
+)  # fmt: skip
+def test_added_token_ids_follow_the_released_tokenizers(name: str, expected: dict) -> None:
+    family = get_family(name)
+    cfg = tiny_model_config(name)
+    cfg["llava"]["layout"] = "llava_v1"
+    _, processor = family.build(from_dict(family.config_type, cfg))
+    ids = {t: processor.tokenizer.convert_tokens_to_ids(t) for t in expected}
+    assert ids == expected

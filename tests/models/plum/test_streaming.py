@@ -1,4 +1,4 @@
-"""Streaming: generate()'s per-step on_token callback and PlumPredictor's on_token (text so far).
+"""Streaming: generate()'s per-step on_token callback and SegPredictor's on_token (text so far).
 
 The callbacks only observe: the tokens, text, spans and masks are those of a run without them.
 """
@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import LlavaForConditionalGeneration
 
-from partonomy.models.plum.generation import generate
-from partonomy.models.plum.predictor import PlumPredictor, build_plum
+from partonomy.models.core.generation import generate
+from partonomy.models.core.predictor import SegPredictor, build_predictor
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -41,11 +41,11 @@ def test_generate_calls_on_token_once_per_step(lm: LlavaForConditionalGeneration
 
 
 @pytest.fixture(scope="module")
-def predictor(one_thread: None) -> PlumPredictor:
-    return build_plum(device="cpu", dtype="float32", max_new_tokens=10)
+def predictor(one_thread: None) -> SegPredictor:
+    return build_predictor("plum", device="cpu", dtype="float32", max_new_tokens=10)
 
 
-def test_answer_streams_the_text_so_far(predictor: PlumPredictor) -> None:
+def test_answer_streams_the_text_so_far(predictor: SegPredictor) -> None:
     image = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
     question = "What parts of the airplane are visible?"
     plain = predictor.answer(image, question)

@@ -132,12 +132,16 @@ def token_id(tokenizer: Any, token: str) -> int:
     return int(tokenizer.convert_tokens_to_ids(token))
 
 
-def load_tokenizer(cfg: LlavaConfig, extra_tokens: Sequence[str] = ()) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    cfg: LlavaConfig, extra_tokens: Sequence[str] = (), *, extra_first: bool = True
+) -> PreTrainedTokenizerBase:
     """Load the tokenizer named by ``cfg.tokenizer`` and add the family's special tokens.
 
     Args:
         cfg: which tokenizer.
-        extra_tokens: the family's own tokens (e.g. ``[SEG]``), added first, in this order (LISA
+        extra_first: add ``extra_tokens`` before ``<im_start>``/``<im_end>`` (LISA) or after them
+            (GLaMM), so the ids match the family's released checkpoints.
+        extra_tokens: the family's own tokens (e.g. ``[SEG]``), in this order (LISA
             added ``[SEG]`` before ``<im_start>``/``<im_end>``, so the ids match its checkpoints).
 
     Returns:
@@ -168,8 +172,9 @@ def load_tokenizer(cfg: LlavaConfig, extra_tokens: Sequence[str] = ()) -> PreTra
                 "(use 'llama_sentencepiece', 'pretrained' with llava.pretrained set, or a tokenizer dir)"
             )
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-    wanted = list(extra_tokens)
-    wanted += [IM_START_TOKEN, IM_END_TOKEN] if uses_im_start_end(cfg) else []
+    start_end = [IM_START_TOKEN, IM_END_TOKEN] if uses_im_start_end(cfg) else []
+    extra = list(extra_tokens)
+    wanted = [*extra, *start_end] if extra_first else [*start_end, *extra]
     wanted.append(IMAGE_TOKEN)
     missing = [t for t in wanted if t not in tokenizer.get_vocab()]
     if missing:

@@ -39,6 +39,7 @@ def build_seg_token_model(
     llava_cfg: LlavaConfig,
     sam_cfg: SamConfig,
     extra_tokens: Sequence[str],
+    extra_first: bool = True,
     targets: SegTokenTargets,
     max_length: int,
     seed: int | None,
@@ -51,7 +52,8 @@ def build_seg_token_model(
         family: the registered family name (stored on the model).
         config: the family config (stored on the model).
         llava_cfg, sam_cfg: the backbones.
-        extra_tokens: the family's tokens, added to the tokenizer before LLaVA's (in this order).
+        extra_tokens: the family's tokens, added to the tokenizer in this order.
+        extra_first: add them before LLaVA's ``<im_start>``/``<im_end>`` (LISA) or after (GLaMM).
         targets: how answers mark their parts (``[SEG]``, optionally phrase tags).
         max_length: longest token sequence (image tokens included).
         seed: seed of every random initialisation (a forked RNG); None = the global RNG.
@@ -64,7 +66,7 @@ def build_seg_token_model(
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        tokenizer = load_tokenizer(llava_cfg, extra_tokens=extra_tokens)
+        tokenizer = load_tokenizer(llava_cfg, extra_tokens=extra_tokens, extra_first=extra_first)
         llava = build_llava(llava_cfg, tokenizer)
         sam = build_sam(sam_cfg)
         geo = sam_geometry(sam)

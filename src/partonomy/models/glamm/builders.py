@@ -17,7 +17,7 @@ from partonomy.models.glamm.config import GlammConfig
 BBOX_TOKEN = "<bbox>"
 POINT_TOKEN = "<point>"
 GLAMM_TOKENS = (BBOX_TOKEN, POINT_TOKEN, SEG_TOKEN, PHRASE_START, PHRASE_END)
-"""GLaMM's added tokens, in the order of its tokenizer set-up."""
+"""GLaMM's added tokens, in the order of its tokenizer set-up (after ``<im_start>``/``<im_end>``)."""
 IMAGE_PROMPT = "The {image} provides an overview of the picture.\n"
 """GLaMM's first-turn prefix (every training and evaluation prompt starts with it)."""
 
@@ -43,6 +43,7 @@ def build_glamm(cfg: GlammConfig) -> tuple[SegLMM, SegProcessor]:
         llava_cfg=cfg.llava,
         sam_cfg=cfg.sam,
         extra_tokens=GLAMM_TOKENS,
+        extra_first=False,  # GLaMM: <im_start>, <im_end> (32000, 32001), then its own
         targets=SegTokenTargets(phrase_tags=True),
         max_length=cfg.max_length,
         seed=cfg.seed,
