@@ -34,8 +34,10 @@ def main() -> None:
     from partonomy.training.quickstart import QuickstartConfig, run_quickstart
 
     load_before = os.getloadavg()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+        f"({usable} usable by this process), "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"load average before {load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f}"
     )
@@ -48,7 +50,7 @@ def main() -> None:
     load_after = os.getloadavg()
     seconds = result.results["seconds"]
     print(f"load average after  {load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f}")
-    if max(load_before[0], load_after[0]) > (os.cpu_count() or 1):
+    if max(load_before[0], load_after[0]) > (usable or 1):
         print("note: the machine was busy (load above the core count); expect slower numbers")
     print(f"total {total:.0f} s ({total / 60:.1f} min)")
     for stage, value in seconds.items():
