@@ -40,7 +40,7 @@ def test_reduced_quickstart_end_to_end(tmp_path: Path) -> None:
         "plum macro_giou >= 2 x whole_object",
         "plum accuracy >= 0.4",
     ]
-    assert saved["floors"]["plum"]["checks"][3]["name"].startswith("plum macro_giou > whole_object")
+    assert saved["floors"]["plum"]["checks"][3]["name"].startswith("plum micro_giou > whole_object")
     # The printed tables: Table 2 and 3 layouts, one row per model.
     text = "\n".join(lines)
     assert "Table 2: segmentation" in text and "Table 3: text answer selection" in text
@@ -56,8 +56,8 @@ def test_reduced_quickstart_end_to_end(tmp_path: Path) -> None:
 
 def test_floor_checks_hand_computed() -> None:
     def res(macro: float | None, acc: float | None, positive_giou: float = 0.9) -> dict:
-        ident = {"macro_giou": macro, "accuracy": acc}
-        positive = {"macro_giou": positive_giou, "accuracy": 0.9}
+        ident = {"macro_giou": macro, "micro_giou": macro, "accuracy": acc}
+        positive = {"macro_giou": 0.95, "micro_giou": positive_giou, "accuracy": 0.9}
         return {"by_type": {"identification_with_label": ident, "positive_with_label": positive}}
 
     ok = check_floors({"plum": res(0.6, 0.45), "whole_object": res(0.25, None, 0.5)})
