@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from partonomy.config import to_dict
 from partonomy.data.sample import TrainingSample
 from partonomy.errors import ConfigError
 from partonomy.io.atomic import JsonlAppender, atomic_write_text, read_jsonl_tolerant
@@ -47,6 +48,7 @@ from partonomy.training.distributed import engine_in_use, make_accelerator
 from partonomy.training.model import build_model, random_init_backbone
 from partonomy.training.sampler import BatchPlan
 from partonomy.training.schedule import build_optimizer, build_scheduler
+from partonomy.training.tracking import TrainTrackers
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +326,16 @@ class PlumTrainRecipe:
         logfile = JsonlAppender(self.run_dir / LOG_FILE) if self.is_main else None
         if logfile is not None:
             logfile.open()
+        trackers = (
+            TrainTrackers(
+                cfg.log.trackers,
+                self.run_dir,
+                config=to_dict(cfg),
+                loss_terms=LOSS_TERMS,
+            )
+            if self.is_main and cfg.log.trackers
+            else None
+        )
         start = time.perf_counter()
         target = cfg.max_steps if cfg.stop_after is None else min(cfg.max_steps, cfg.stop_after)
         last: Path | None = None
@@ -377,6 +389,8 @@ class PlumTrainRecipe:
                     records.append(record)
                     if logfile is not None and self.step % cfg.log.every == 0:
                         logfile.write(record)
+                        if trackers is not None:
+                            trackers.log_step(record)
                     bar.set_postfix(
                         {k: f"{means[k]:.3f}" for k in ("total", "lm", "bio", "seg", "bce")},
                         refresh=False,
@@ -394,6 +408,8 @@ class PlumTrainRecipe:
             bar.close()
             if logfile is not None:
                 logfile.close()
+            if trackers is not None:
+                trackers.close()
         assert last is not None  # the loop above always saves one
         return TrainResult(
             run_dir=self.run_dir,
