@@ -25,7 +25,6 @@ from partonomy.viz.palette import hex_colour
 
 pytestmark = pytest.mark.browser
 
-QUESTION = "What visible parts does the car in the image have?"
 TOKEN_DELAY_S = 0.04
 """Each streamed token waits this long, so the page shows the answer growing."""
 
@@ -81,11 +80,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         torch.set_num_threads(threads)
 
 
-def _phrase(predictor: PlumPredictor, image_path: Path) -> str:
+def _phrase(predictor: PlumPredictor, image_path: Path, question: str) -> str:
     """A word of the (deterministic, greedy) answer, for the highlight-to-segment box."""
     with Image.open(image_path) as img:
         rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    text = predictor.answer(rgb, QUESTION).text
+    text = predictor.answer(rgb, question).text
     words = re.findall(r"\b[A-Za-z]{3,}\b", text)
     assert words, f"no plain word in the random answer {text!r}"
     return words[0]
@@ -120,11 +119,11 @@ def test_demo_end_to_end(
     assert not page.locator("#model").is_visible()  # one model: no selector
     assert "What visible parts does the" in page.inner_text("body")  # the Synth examples
 
-    image_path = served["examples"][0][0]
-    phrase = _phrase(served["predictor"], image_path)
+    image_path, question = served["examples"][0]  # a Synth image and its question
+    phrase = _phrase(served["predictor"], image_path, question)
     page.set_input_files("#image input[type=file]", str(image_path))
     page.wait_for_function("/ready/.test(document.querySelector('#status').innerText)")
-    page.fill("#question textarea", QUESTION)
+    page.fill("#question textarea", question)
     page.fill("#highlight input, #highlight textarea", phrase)
     page.evaluate(  # record every text the answer box shows while it streams
         """() => { window.__seen = [];
@@ -176,6 +175,6 @@ def test_demo_end_to_end(
     assert "refused request: the question is 399 characters" in caplog.text
 
     # and the app still answers
-    page.fill("#question textarea", QUESTION)
+    page.fill("#question textarea", question)
     _ask(page, "segmented")
     assert view.blocked == []
