@@ -23,7 +23,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -180,7 +180,7 @@ def build_demo(
                 n = len(value.spans)
                 log.info("demo: %s answered with %d part span(s)", name, n)
                 yield (
-                    gr.HighlightedText(value=segments, color_map=colours),
+                    gr.HighlightedText(value=cast(Any, segments), color_map=colours),
                     overlay,
                     _status("ok", f"{n} part span{'s' if n != 1 else ''} segmented"),
                 )
