@@ -76,15 +76,24 @@ class CheckpointConfig:
 
 @dataclass
 class LogConfig:
-    """Logging: per-step losses go to ``<run_dir>/train_log.jsonl``.
+    """Logging: per-step losses go to ``<run_dir>/train_log.jsonl`` and to the dashboards.
 
     Attributes:
-        every: write a JSONL record every this many optimiser steps.
+        every: write a JSONL record (and log it to the trackers) every this many optimiser steps.
         progress: show a tqdm progress bar with the loss terms (rank 0 only).
+        trackers: accelerate trackers (:mod:`partonomy.training.tracking`): ``tensorboard``
+            (``<run_dir>/tensorboard``; ``tensorboard --logdir`` it) and/or ``wandb`` (needs the
+            wandb package); ``[]`` for none.
     """
 
     every: int = 1
     progress: bool = True
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+
+    def __post_init__(self) -> None:
+        from partonomy.training.tracking import check_trackers
+
+        self.trackers = check_trackers(self.trackers)
 
 
 @dataclass

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from partonomy.config import to_dict
 from partonomy.data.sample import TrainingSample
 from partonomy.errors import ConfigError
 from partonomy.io.atomic import JsonlAppender, atomic_write_text, read_jsonl_tolerant
@@ -50,6 +51,7 @@ from partonomy.training.distributed import engine_in_use, make_accelerator
 from partonomy.training.model import build_model, random_init_backbone
 from partonomy.training.sampler import BatchPlan
 from partonomy.training.schedule import build_optimizer, build_scheduler
+from partonomy.training.tracking import TrainTrackers
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +332,16 @@ class TrainRecipe:
         logfile = JsonlAppender(self.run_dir / LOG_FILE) if self.is_main else None
         if logfile is not None:
             logfile.open()
+        trackers = (
+            TrainTrackers(
+                cfg.log.trackers,
+                self.run_dir,
+                config=to_dict(cfg),
+                loss_terms=self.log_terms,
+            )
+            if self.is_main and cfg.log.trackers
+            else None
+        )
         start = time.perf_counter()
         target = cfg.max_steps if cfg.stop_after is None else min(cfg.max_steps, cfg.stop_after)
         last: Path | None = None
@@ -384,6 +396,8 @@ class TrainRecipe:
                     records.append(record)
                     if logfile is not None and self.step % cfg.log.every == 0:
                         logfile.write(record)
+                        if trackers is not None:
+                            trackers.log_step(record)
                     shown = [k for k in self.log_terms if k == "total" or self.weights[k] > 0]
                     bar.set_postfix({k: f"{means[k]:.3f}" for k in shown}, refresh=False)
                     bar.update(1)
@@ -399,6 +413,8 @@ class TrainRecipe:
             bar.close()
             if logfile is not None:
                 logfile.close()
+            if trackers is not None:
+                trackers.close()
         assert last is not None  # the loop above always saves one
         return TrainResult(
             run_dir=self.run_dir,

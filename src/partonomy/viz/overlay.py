@@ -140,7 +140,8 @@ def display_overlay(
     Returns:
         ``(s*H, s*W, 3)`` uint8 RGB, ``s`` the display scale.
     """
-    scale = display_scale(*image.shape[:2], min_side) if min_side > 0 else 1
+    height, width = image.shape[:2]
+    scale = display_scale(height, width, min_side) if min_side > 0 else 1
     big_masks = [enlarge(np.asarray(m), scale) for m in masks]
     return overlay_masks(enlarge(image, scale), big_masks, labels, legend=legend)
 

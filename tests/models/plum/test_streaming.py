@@ -55,3 +55,19 @@ def test_answer_streams_the_text_so_far(predictor: SegPredictor) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(plain.masks, streamed.masks, strict=True))
     assert texts and texts[-1] == plain.text
     assert all(plain.text.startswith(t.rstrip()) for t in texts)  # each a prefix of the answer
+
+
+def test_static_cache_path_replays_the_tokens(lm: LlavaForConditionalGeneration) -> None:
+    prompts = [torch.tensor([1, 10, *[IMAGE_TOKEN] * N_IMAGE, 20])]
+    pv = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    steps: list[int] = []
+    out = generate(
+        lm,
+        prompts,
+        pv,
+        stop_token_ids=[2],
+        max_new_tokens=5,
+        static_cache=True,
+        on_token=lambda t: steps.append(int(t[0])),
+    )
+    assert steps == out[0].new_tokens.tolist()

@@ -100,8 +100,9 @@ def generate(
             special tokens, e.g. GLaMM's ``<bbox>``); the own KV loop only.
         on_token: called after each decoding step with the ``(B,)`` int64 tokens chosen at that
             step (a row that has already stopped gets ``pad_token_id``; the stop token itself is
-            passed too), e.g. to stream an answer. With ``static_cache`` it is called once per
-            step after decoding has finished. None: no callback, no extra host sync.
+            passed too), e.g. to stream an answer. With ``static_cache`` it is called after
+            decoding has finished, once per step of the longest kept answer (stop tokens are not
+            passed; rows already done get ``pad_token_id``). None: no callback, no host sync.
 
     Returns:
         One :class:`Generation` per prompt, in order.
