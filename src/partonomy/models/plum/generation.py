@@ -76,6 +76,7 @@ def generate(
     use_cache: bool = True,
     return_hidden: bool = True,
     static_cache: bool = False,
+    banned_token_ids: Sequence[int] = (),
 ) -> list[Generation]:
     """Greedy-decode one answer per prompt.
 
@@ -93,6 +94,9 @@ def generate(
             on a GPU HF then compiles the decoding step with CUDA graphs (one compile of ~30 s
             for a 7B model, then ~3x the tokens/s at batch 1), and the hidden states come from
             one forward over the final sequences. Same tokens as the loop up to kernel numerics.
+        banned_token_ids: ids never generated (their logits are -inf before the argmax): the
+            image placeholder tokens, which only the processor may place (a generated ``<image>``
+            would break the next forward's image-token count).
 
     Returns:
         One :class:`Generation` per prompt, in order.
@@ -103,7 +107,14 @@ def generate(
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if static_cache:
         return _generate_static(
-            lm, prompts, pixel_values, stop_token_ids, max_new_tokens, pad_token_id, return_hidden
+            lm,
+            prompts,
+            pixel_values,
+            stop_token_ids,
+            max_new_tokens,
+            pad_token_id,
+            return_hidden,
+            banned_token_ids,
         )
     base, head = base_and_head(lm)
     weight = next(head.parameters())
@@ -128,8 +139,12 @@ def generate(
     )
     prompt_hidden, cache = out.last_hidden_state, output_cache(out) if use_cache else None
     last = prompt_hidden[:, -1]
+    banned = sorted({int(t) for t in banned_token_ids})
     for _step in range(max_new_tokens):
-        token = head(last).argmax(-1)
+        logits = head(last)
+        if banned:
+            logits[:, banned] = float("-inf")
+        token = logits.argmax(-1)
         token = torch.where(done, torch.full_like(token, pad_token_id), token)
         hit = torch.isin(token, stops) & ~done
         kept = torch.where(hit, len(new), kept)
@@ -204,6 +219,7 @@ def _generate_static(
     max_new_tokens: int,
     pad_token_id: int,
     return_hidden: bool,
+    banned_token_ids: Sequence[int] = (),
 ) -> list[Generation]:
     """:func:`generate` through HF ``generate(cache_implementation="static")``."""
     base, head = base_and_head(lm)
@@ -222,6 +238,7 @@ def _generate_static(
         eos_token_id=list(stop_token_ids),
         pad_token_id=pad_token_id,
         cache_implementation="static",
+        suppress_tokens=sorted({int(t) for t in banned_token_ids}) or None,
     )
     new = out[:, width:].cpu()
     stops = set(int(t) for t in stop_token_ids)

@@ -213,6 +213,13 @@ class PlumPredictor:
     def _pad_id(self) -> int:
         return int(self.tokenizer.pad_token_id)
 
+    def placeholder_token_ids(self) -> list[int]:
+        """Ids of the image placeholder tokens (``<image>``, and ``<im_start>``/``<im_end>`` when
+        the vocabulary has them): never generated (issue 11)."""
+        vocab = self.tokenizer.get_vocab()
+        names = ("<image>", "<im_start>", "<im_end>")
+        return sorted(int(vocab[t]) for t in names if t in vocab)
+
     # ------------------------------------------------------------------ image embeddings
     @torch.no_grad()
     def image_embeddings(
@@ -382,6 +389,7 @@ class PlumPredictor:
             max_new_tokens=budget,
             pad_token_id=self._pad_id(),
             static_cache=self.generation == "static",
+            banned_token_ids=self.placeholder_token_ids(),
         )[0]
         text, offsets = decode_with_offsets(self.tokenizer, gen.new_tokens.tolist())
         return GeneratedAnswer(prompt, gen, text, offsets)
