@@ -27,12 +27,13 @@ FIXTURE = Path(__file__).parents[2] / "fixtures" / "plum_vis_output" / "2007_000
 
 # (text, ids with BOS) from llama-tokenizer-js 1.2.2's encode(): an apostrophe, digits, an em dash,
 # non-ASCII letters, a 4-byte emoji (byte fallback), leading spaces, tabs and newlines.
+EM_DASH_IDS = [1, 450, 21612, 29915, 29879, 6872, 3508, 29915, 29873, 29871, 29941, 29889, 29945]
+EM_DASH_IDS += [286, 813, 372, 29915, 29879, 29871, 29896, 29906, 11791, 29889]
 NPM_ENCODINGS = [
     ("The airplane has a wing", [1, 450, 4799, 22116, 756, 263, 21612]),
     (
         "The wing's tip isn't 3.5 m — it's 12 ft.",
-        [1, 450, 21612, 29915, 29879, 6872, 3508, 29915, 29873, 29871, 29941, 29889, 29945]
-        + [286, 813, 372, 29915, 29879, 29871, 29896, 29906, 11791, 29889],  # noqa: RUF005
+        EM_DASH_IDS,
     ),
     ("Crème brûlée café", [1, 6781, 5000, 1506, 30095, 29880, 1318, 274, 28059]),
     (
