@@ -98,4 +98,10 @@ METRICS = _metrics()
 SOURCES = _sources()
 """Real-data readers (part datasets and stage-1 training sources)."""
 
-ALL = {"models": MODELS, "tasks": TASKS, "question-types": QUESTION_TYPES, "metrics": METRICS, "sources": SOURCES}
+ALL = {
+    "models": MODELS,
+    "tasks": TASKS,
+    "question-types": QUESTION_TYPES,
+    "metrics": METRICS,
+    "sources": SOURCES,
+}

@@ -515,7 +515,9 @@ class PlumPredictor:
             batch = queries[start : start + self.batch_size]
             keys = [image_key(q.image) for q in batch]
             examples = [
-                self.processor.encode(q.image, [], q.question, q.answer, image_key=k)
+                self.processor.encode(
+                    q.image, [], q.question, q.answer, image_key=k, truncate=False
+                )
                 for q, k in zip(batch, keys, strict=True)
             ]
             scores = score_groups(

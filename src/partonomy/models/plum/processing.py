@@ -225,6 +225,7 @@ class PlumProcessor:
         *,
         all_occurrences: bool = False,
         image_key: Hashable | None = None,
+        truncate: bool = True,
         _pixels: tuple[torch.Tensor, torch.Tensor, tuple[int, int], tuple[int, int]] | None = None,
     ) -> PlumExample:
         """Encode one conversation.
@@ -239,6 +240,8 @@ class PlumProcessor:
             all_occurrences: tag every occurrence of each part (evaluation) instead of the first
                 (training); every occurrence gets that part's mask.
             image_key: see :attr:`PlumExample.image_key`.
+            truncate: cut sequences longer than ``max_length`` on the right (training); False keeps
+                the full sequence (scoring: the original scores full sequences, issue 11).
 
         Raises:
             ValueError: a part cannot be found in the answer, a mask has the wrong size, or masks
@@ -275,7 +278,9 @@ class PlumProcessor:
                     f"mask of part {span.part!r} has shape {mask.shape}, the image is {original_size}"
                 )
             targets.append(mask.astype(np.uint8, copy=False))
-        if n > self.max_length:  # cut on the right; spans (and their masks) that are cut go too
+        if (
+            truncate and n > self.max_length
+        ):  # cut on the right; spans (and their masks) that are cut go too
             keep = [k for k, s in enumerate(found) if s.tokens[-1] < self.max_length]
             found, targets = [found[k] for k in keep], [targets[k] for k in keep]
             ids, labels, n = ids[: self.max_length], labels[: self.max_length], self.max_length
@@ -310,7 +315,10 @@ class PlumProcessor:
         all_occurrences: bool = True,
         image_key: Hashable | None = None,
     ) -> list[PlumExample]:
-        """Encode several answers to one question about one image (preprocessed once, one shared key)."""
+        """Encode several answers to one question about one image (preprocessed once, one shared key).
+
+        Never truncated: every choice is scored on its full sequence, as in the original (a cut at
+        ``max_length`` would make choices that differ only after it tie)."""
         pixels = self.preprocess_image(image)
         key = image_key if image_key is not None else object()
         masks = list(span_masks) if span_masks is not None else [None] * len(answers)
@@ -323,6 +331,7 @@ class PlumProcessor:
                 m,
                 all_occurrences=all_occurrences,
                 image_key=key,
+                truncate=False,
                 _pixels=pixels,
             )
             for a, m in zip(answers, masks, strict=True)
