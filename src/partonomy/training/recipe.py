@@ -47,6 +47,7 @@ from partonomy.training.distributed import engine_in_use, make_accelerator
 from partonomy.training.model import build_model, random_init_backbone
 from partonomy.training.sampler import BatchPlan
 from partonomy.training.schedule import build_optimizer, build_scheduler
+from partonomy.training.validation import maybe_validate  # issue 11
 
 log = logging.getLogger(__name__)
 
@@ -386,6 +387,18 @@ class PlumTrainRecipe:
                 periodic = bool(every) and self.step % every == 0
                 if self.step < cfg.max_steps and (periodic or self.step == target):
                     last = self.save_checkpoint(ckpt.step_dir_name(self.step))
+                # --- issue 11: validation during training (partonomy.training.validation) ---
+                maybe_validate(
+                    self.step,
+                    unwrapped,
+                    self.processor,
+                    cfg.validation,
+                    self.run_dir,
+                    save_best=self.save_checkpoint,
+                    is_main=self.is_main,
+                    device=acc.device,
+                )
+                # --- end issue 11 ---
             if self.step >= cfg.max_steps:
                 last = self.save_checkpoint(FINAL)
             elif last is None:  # stop_after was already reached by the run we resumed
