@@ -96,3 +96,20 @@ def test_unknown_split_is_a_config_error(refer: Path) -> None:
 def test_rule_only_where_offered(textvqa: Path) -> None:
     with pytest.raises(ConfigError, match="rule"):
         TASKS.get("textvqa").load(textvqa, TaskOptions(rule="original"))
+
+
+@pytest.mark.parametrize(
+    ("name", "refs_file"), [("refcocog", "refs(umd).p"), ("refclef", "refs(unc).p")]
+)
+def test_other_refer_datasets_read_their_refs_file(refer: Path, name: str, refs_file: str) -> None:
+    import shutil
+
+    src = refer / "refer_seg" / "refcoco"
+    dst = refer / "refer_seg" / name
+    dst.mkdir()
+    shutil.copy(src / "instances.json", dst / "instances.json")
+    shutil.copy(src / "refs(unc).p", dst / refs_file)
+    images = "saiapr_tc-12" if name == "refclef" else "mscoco/images/train2014"
+    samples = TASKS.get(name).load(refer, TaskOptions())
+    assert [s.question_id for s in samples] == ["100", "101", "102"]
+    assert images in str(samples[0].image)
