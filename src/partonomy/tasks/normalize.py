@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 
-PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<")
-PUNCTUATION += ("@", "`", ",", "?", "!")
+PUNCTUATION: tuple[str, ...] = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_")
+PUNCTUATION += ("-", ">", "<", "@", "`", ",", "?", "!")
 """Characters handled by :func:`strip_punctuation` (the period and apostrophe are not among them)."""
 NUMBER_WORDS = {
     "none": "0",

@@ -21,7 +21,9 @@ def render_task_results(results: dict[str, Any], method: str) -> str:
     overall = results["overall"]
     rates = [k for k in overall if k not in COUNTS]
     keys = [*rates, *COUNTS]
-    groups = next((results[k] for k in ("by_subset", "by_split") if k in results), {})
+    groups: dict[str, Any] = next(
+        (results[k] for k in ("by_subset", "by_split") if k in results), {}
+    )
     lines = [
         f"{task}: {method} (rates in %)",
         "",
