@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--tokenizer", default="llama_sentencepiece", help="llava.tokenizer value")
+    parser.add_argument("--tokenizer", default="llama", help="llava.tokenizer value")
     parser.add_argument(
         "--batch", type=int, default=6, help="training conversations (one image each)"
     )

@@ -43,5 +43,5 @@ def test_lazy_entry_imported_on_first_use():
 
 
 def test_project_registries_list_without_importing_entries():
-    assert set(ALL) == {"families", "models", "question-types", "metrics", "sources"}
+    assert set(ALL) == {"families", "models", "tasks", "question-types", "metrics", "sources"}
     assert {"oracle", "null", "random", "whole_object", "plum"} <= set(MODELS.names())

@@ -32,6 +32,22 @@ def _families() -> Registry[Any]:
     return reg
 
 
+def _tasks() -> Registry[Any]:
+    reg: Registry[Any] = Registry("task")
+    # block owned by partonomy.tasks (issue 11): each a partonomy.tasks.base.TaskSpec
+    cat = "partonomy.tasks.catalog"
+    reg.add("partonomy", f"{cat}:PARTONOMY")
+    reg.add("reason_seg", f"{cat}:REASON_SEG")
+    reg.add("refcoco", f"{cat}:REFCOCO")
+    reg.add("refcoco+", f"{cat}:REFCOCO_PLUS")
+    reg.add("refcocog", f"{cat}:REFCOCOG")
+    reg.add("refclef", f"{cat}:REFCLEF")
+    reg.add("textvqa", f"{cat}:TEXTVQA")
+    reg.add("gqa", f"{cat}:GQA")
+    reg.add("pope", f"{cat}:POPE")
+    return reg
+
+
 def _question_types() -> Registry[Any]:
     reg: Registry[Any] = Registry("question type")
     # block owned by partonomy.qa (question generation): one entry per name of
@@ -87,6 +103,8 @@ FAMILIES = _families()
 """Segmentation-LMM families (:class:`partonomy.models.core.family.Family`)."""
 MODELS = _models()
 """Model builders: ``build(**options) -> GroundingModel`` (see :mod:`partonomy.eval.protocol`)."""
+TASKS = _tasks()
+"""What ``partonomy eval|score --task`` runs (:class:`partonomy.tasks.base.TaskSpec`)."""
 QUESTION_TYPES = _question_types()
 """Question generators, keyed by the ``question_type`` names of :mod:`partonomy.io.qa_pairs`."""
 METRICS = _metrics()
@@ -97,6 +115,7 @@ SOURCES = _sources()
 ALL = {
     "families": FAMILIES,
     "models": MODELS,
+    "tasks": TASKS,
     "question-types": QUESTION_TYPES,
     "metrics": METRICS,
     "sources": SOURCES,

@@ -104,8 +104,8 @@ def test_resume_with_another_model_config_names_the_keys(synth_qa: Path, tmp_pat
     # was read from another place resumes.
     saved = tmp_path / "run" / "checkpoints" / "final" / ckpt.CONFIG
     text = saved.read_text()
-    assert "tokenizer: llama_sentencepiece" in text
-    saved.write_text(text.replace("tokenizer: llama_sentencepiece", "tokenizer: /elsewhere/tok"))
+    assert "tokenizer: llama" in text
+    saved.write_text(text.replace("tokenizer: llama", "tokenizer: /elsewhere/tok"))
     assert run_training(_cfg(synth_qa, tmp_path / "run", max_steps=2, resume="auto")).steps == 2
 
 

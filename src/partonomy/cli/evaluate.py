@@ -1,7 +1,9 @@
-"""``partonomy eval --model NAME QA.json --out DIR``: run a model on the benchmark, resumably.
+"""``partonomy eval [--task TASK] --model NAME DATA --out DIR``: run a model, resumably.
 
-Calls :func:`partonomy.eval.harness.run_eval`, then prints the paper's Tables 2 and 3
-(:func:`partonomy.eval.report.render_tables`). Semantics: ``docs/evaluation.md``.
+The default task, ``partonomy`` (DATA = a QA.json), calls :func:`partonomy.eval.harness.run_eval`
+and prints the paper's Tables 2 and 3 (:func:`partonomy.eval.report.render_tables`); semantics:
+``docs/evaluation.md``. Other tasks (``partonomy ls tasks``; DATA = their official files) call
+:func:`partonomy.tasks.harness.run_task_eval` (``docs/tasks.md``).
 """
 
 from __future__ import annotations
@@ -10,11 +12,16 @@ from pathlib import Path
 
 import click
 
-from partonomy.cli.score import scoring_options
+from partonomy.cli.score import (
+    build_task_options,
+    check_partonomy_flags,
+    scoring_options,
+    task_options,
+)
 
 
 @click.command(name="eval")
-@click.argument("qa_file", metavar="QA.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("qa_file", metavar="DATA", type=click.Path(path_type=Path))
 @click.option("--model", "-m", required=True, help="Model name (see 'partonomy ls models').")
 @click.option(
     "--out",
@@ -62,6 +69,7 @@ from partonomy.cli.score import scoring_options
     help="Also draw the first N questions' masks beside the ground truth into OUT/examples.png.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@task_options
 def command(
     qa_file: Path,
     model: str,
@@ -77,9 +85,30 @@ def command(
     method: str | None,
     examples: int,
     no_progress: bool,
+    task: str,
+    splits: tuple[str, ...],
+    rule: str,
 ) -> None:
-    """Evaluate a model on QA.json; rerun the same command to resume an interrupted run."""
+    """Evaluate a model on DATA (a QA.json, or a task's files); rerun the same command to resume."""
     from partonomy.eval.harness import EvalConfig, parse_model_options, run_eval
+
+    if task != "partonomy":
+        _run_task(
+            task,
+            qa_file,
+            model,
+            out,
+            batch_size,
+            model_opts,
+            overwrite,
+            no_progress,
+            method,
+            build_task_options(task, splits, rule, missing, matching, limit, image_root),
+            strict=strict,
+            examples=examples,
+        )
+        return
+    check_partonomy_flags(splits, rule)
     from partonomy.eval.report import render_tables
 
     cfg = EvalConfig(
@@ -117,3 +146,45 @@ def command(
             title=f"ground truth | {method or model}",
         )
         click.echo(f"wrote {sheet}" if sheet else "no question with parts to draw")
+
+
+def _run_task(
+    task: str,
+    data: Path,
+    model: str,
+    out: Path,
+    batch_size: int,
+    model_opts: tuple[str, ...],
+    overwrite: bool,
+    no_progress: bool,
+    method: str | None,
+    options: object,
+    *,
+    strict: bool,
+    examples: int,
+) -> None:
+    from partonomy.errors import ConfigError
+    from partonomy.eval.harness import parse_model_options
+    from partonomy.tasks.harness import TaskEvalConfig, get_task, run_task_eval
+    from partonomy.tasks.report import render_task_results
+
+    if strict or examples:
+        raise ConfigError("--strict and --examples apply to the partonomy task only")
+    get_task(task)  # did-you-mean before anything else
+    cfg = TaskEvalConfig(
+        task=task,
+        model=model,
+        data=str(data),
+        out=str(out),
+        model_options=parse_model_options(model_opts),
+        options=options,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        overwrite=overwrite,
+        progress=not no_progress,
+    )
+    outcome = run_task_eval(cfg)
+    click.echo(render_task_results(outcome.results, method or model))
+    click.echo(
+        f"{outcome.n_questions} questions: {outcome.n_resumed} resumed, "
+        f"{outcome.n_computed} computed; wrote {outcome.out_dir / 'results.json'}"
+    )

@@ -119,3 +119,72 @@ class FreeFormModel(Protocol):
     ) -> FreeFormAnswer:
         """Generate an answer; with ``highlight``, segment those phrases of it instead of tagged spans."""
         ...
+
+
+# ------------------------------------------------------------------ the other tasks (issue 11)
+@dataclass(frozen=True)
+class VqaQuery:
+    """One free-form question of a VQA task (TextVQA, GQA, POPE).
+
+    Attributes:
+        question_id: the task's question id.
+        image: ``(H, W, 3)`` uint8 RGB at the original resolution.
+        question: the full user turn, the task's instruction included
+            (:mod:`partonomy.tasks.prompts`); the model adds only its own chat template.
+        record: the task's sample (:class:`partonomy.tasks.base.VqaSample`); only reference models
+            (``oracle``) may read its answers.
+    """
+
+    question_id: str
+    image: np.ndarray
+    question: str
+    record: object = None
+
+
+@dataclass(frozen=True)
+class ReferQuery:
+    """One referring expression to segment (ReasonSeg, refCOCO family), teacher-forced.
+
+    Attributes:
+        question_id: the task's question id.
+        image: ``(H, W, 3)`` uint8 RGB; the mask must come back at ``(H, W)``.
+        expression: the referring expression or ReasonSeg query, verbatim.
+        is_sentence: ReasonSeg's long (sentence) queries.
+        question: the user turn (:func:`partonomy.tasks.prompts.refer_question`).
+        answer: the assistant turn to teacher-force (:func:`partonomy.tasks.prompts.refer_answer`).
+        span: the phrase of ``answer`` whose tokens prompt the mask (a model with a ``[SEG]``
+            token may ignore it).
+        record: the task's sample (:class:`partonomy.tasks.base.SegSample`); only reference models
+            (``oracle``) may read its target.
+    """
+
+    question_id: str
+    image: np.ndarray
+    expression: str
+    is_sentence: bool
+    question: str
+    answer: str
+    span: str
+    record: object = None
+
+
+@runtime_checkable
+class VqaModel(Protocol):
+    """Answers VQA questions free-form (greedy): batch in, one answer string per query out."""
+
+    name: str
+
+    def answer_vqa(self, queries: Sequence[VqaQuery]) -> list[str]:
+        """Return one answer per query, in order."""
+        ...
+
+
+@runtime_checkable
+class ReferringSegmenter(Protocol):
+    """Segments referring expressions: batch in, one bool ``(H, W)`` mask per query out."""
+
+    name: str
+
+    def segment_referring(self, queries: Sequence[ReferQuery]) -> list[np.ndarray]:
+        """Return one bool mask per query, at the query image's resolution, in order."""
+        ...

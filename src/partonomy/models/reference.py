@@ -16,6 +16,12 @@ All four implement :class:`~partonomy.eval.protocol.GroundingModel` without weig
   PLUM against. It reads ground truth for the object region only, never which part is where.
   Choice scores are none (default) or random.
 
+The other tasks (``partonomy eval --task``, issue 11): ``oracle`` answers a VQA question with its
+most frequent ground-truth answer (the best soft accuracy any single answer can get) and segments
+with the target's foreground; ``null`` answers ``""`` and empty masks (the floors); ``random``
+answers "yes" or "no" at random (POPE's chance level) and segments with Bernoulli masks of
+``mask_density``. ``whole_object`` has no object region to use there and does not take part.
+
 Builders take keyword options (``partonomy eval --model-opt key=value``); an unknown option is a
 :class:`~partonomy.errors.ConfigError` with a did-you-mean hint.
 """
@@ -32,7 +38,7 @@ import numpy as np
 
 from partonomy.config import from_dict
 from partonomy.eval.images import ground_truth_mask
-from partonomy.eval.protocol import EvalItem, GroundingModel, ModelAnswer
+from partonomy.eval.protocol import EvalItem, GroundingModel, ModelAnswer, ReferQuery, VqaQuery
 from partonomy.io import masks as mask_io
 from partonomy.io.qa_pairs import N_CHOICES, OBJECT_QUESTION_TYPES
 
@@ -76,6 +82,29 @@ class OracleModel:
             out.append(ModelAnswer(_one_hot_scores(qa.correct_index), object_scores, masks))
         return out
 
+    def answer_vqa(self, queries: Sequence[VqaQuery]) -> list[str]:
+        """The most frequent ground-truth answer (after normalisation; first in file order on ties)."""
+        from partonomy.tasks.normalize import normalize_answer
+
+        out = []
+        for q in queries:
+            answers = list(getattr(q.record, "answers", ()))
+            if not answers:
+                raise ValueError(f"oracle: question_id {q.question_id!r} carries no answers")
+            norm = [normalize_answer(a) for a in answers]
+            out.append(answers[max(range(len(answers)), key=lambda k: (norm.count(norm[k]), -k))])
+        return out
+
+    def segment_referring(self, queries: Sequence[ReferQuery]) -> list[np.ndarray]:
+        """The target's foreground (value 1; ignore pixels are left out)."""
+        out = []
+        for q in queries:
+            load = getattr(q.record, "load_target", None)
+            if load is None:
+                raise ValueError(f"oracle: question_id {q.question_id!r} carries no target")
+            out.append(np.asarray(load()) == 1)
+        return out
+
 
 @dataclass
 class NullOptions:
@@ -101,6 +130,12 @@ class NullModel:
     def predict(self, items: Sequence[EvalItem]) -> list[ModelAnswer]:
         empty = self.options.masks == "empty"
         return [ModelAnswer(masks={} if empty else None) for _ in items]
+
+    def answer_vqa(self, queries: Sequence[VqaQuery]) -> list[str]:
+        return ["" for _ in queries]
+
+    def segment_referring(self, queries: Sequence[ReferQuery]) -> list[np.ndarray]:
+        return [np.zeros(q.image.shape[:2], dtype=bool) for q in queries]
 
 
 @dataclass
@@ -153,6 +188,21 @@ class RandomModel:
                 }
             out.append(ModelAnswer(scores, object_scores, masks))
         return out
+
+    def answer_vqa(self, queries: Sequence[VqaQuery]) -> list[str]:
+        """ "yes" or "no" with probability 1/2 each, drawn from ``(seed, question_id)``."""
+        return [
+            "yes" if question_rng(self.options.seed, q.question_id).random() < 0.5 else "no"
+            for q in queries
+        ]
+
+    def segment_referring(self, queries: Sequence[ReferQuery]) -> list[np.ndarray]:
+        """Bernoulli(``mask_density``) pixels, drawn from ``(seed, question_id)``."""
+        return [
+            question_rng(self.options.seed, q.question_id).random(q.image.shape[:2])
+            < self.options.mask_density
+            for q in queries
+        ]
 
 
 @dataclass

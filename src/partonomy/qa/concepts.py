@@ -61,8 +61,11 @@ class ConceptIndex:
         siblings: object -> the other objects of its category, in graph order (an object listed
             in several categories takes the first).
         all_objects: every object label known (graph objects, categories' members and the
-            labels passed to :meth:`build`), sorted: the object distractor fallback.
+            labels passed to :meth:`build`), sorted: the object distractor fallback; with a
+            ``pool``, only the pool's labels.
         comparator: the comparator that made the keys.
+        intersection_pairs: ``symmetric`` or ``original`` (see
+            :class:`partonomy.qa.generate.GenerationOptions`), read by the intersection types.
     """
 
     objects: tuple[str, ...]
@@ -73,14 +76,31 @@ class ConceptIndex:
     siblings: dict[str, tuple[str, ...]]
     all_objects: tuple[str, ...]
     comparator: PartComparator
+    intersection_pairs: str = "symmetric"
 
     @classmethod
     def build(
-        cls, graph: ConceptGraph, comparator: PartComparator, extra_objects: Iterable[str] = ()
+        cls,
+        graph: ConceptGraph,
+        comparator: PartComparator,
+        extra_objects: Iterable[str] = (),
+        *,
+        pool: Iterable[str] | None = None,
+        intersection_pairs: str = "symmetric",
     ) -> ConceptIndex:
-        """Index ``graph``; ``extra_objects`` (e.g. image labels) join ``all_objects``."""
+        """Index ``graph``; ``extra_objects`` (e.g. image labels) join ``all_objects``.
+
+        ``pool``: when given (the labels that have images, the original's pool), only these
+        objects are concept candidates, siblings and object distractors."""
         object_parts = {obj: tuple(graph.parts_of(obj)) for obj in graph.component_graph}
-        objects = tuple(sorted(o for o, parts in object_parts.items() if parts))
+        allowed = None if pool is None else set(pool)
+        objects = tuple(
+            sorted(
+                o
+                for o, parts in object_parts.items()
+                if parts and (allowed is None or o in allowed)
+            )
+        )
         object_keys = {
             obj: frozenset(comparator.canonical(p) for p in parts)
             for obj, parts in object_parts.items()
@@ -95,10 +115,14 @@ class ConceptIndex:
             for obj in members:
                 category_members.setdefault(obj, tuple(members))
         siblings = {
-            obj: tuple(o for o in dict.fromkeys(members) if o != obj)
+            obj: tuple(
+                o for o in dict.fromkeys(members) if o != obj and (allowed is None or o in allowed)
+            )
             for obj, members in category_members.items()
         }
         all_objects = tuple(sorted({*graph.component_graph, *category_members, *extra_objects}))
+        if allowed is not None:
+            all_objects = tuple(o for o in all_objects if o in allowed)
         return cls(
             objects=objects,
             object_parts=object_parts,
@@ -108,6 +132,7 @@ class ConceptIndex:
             siblings=siblings,
             all_objects=all_objects,
             comparator=comparator,
+            intersection_pairs=intersection_pairs,
         )
 
     def overlap(self, key_rows: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -73,6 +73,17 @@ class GenerationOptions:
         prior_max_iter: L-BFGS iteration cap of that fit.
         correct_first: put the correct choice first, as the original did (default: shuffled).
         include_operations: store the mutation log as ``answer_operations`` in each record.
+        concept_pool: which objects a question may compare with and draw object distractors from:
+            ``with_images`` (labels that have an image in the descriptor, the original's) or
+            ``graph`` (every object of the concept graph; this project's behaviour before issue 11).
+        intersection_pairs: the concepts a Part Intersection question may compare an image with:
+            ``symmetric`` (any object sharing a part; the default, see docs/deviations.md) or
+            ``original`` (only the image's own label and labels that sort after it, as the
+            original's candidate list, which makes self-intersection more common for late labels).
+        part_whole_related: the related parts of part_to_whole / whole_to_part distractors:
+            ``ground_truth`` (the visible parts only, so added parts come from the co-occurrence
+            prior alone, as the original's ``related_parts = gt_parts``) or ``identification``
+            (also the label's graph parts, as identification; harder; before issue 11).
     """
 
     max_tries: int = MAX_TRIES
@@ -82,6 +93,19 @@ class GenerationOptions:
     prior_max_iter: int = 100
     correct_first: bool = False
     include_operations: bool = False
+    concept_pool: Literal["with_images", "graph"] = "with_images"
+    intersection_pairs: Literal["symmetric", "original"] = "symmetric"
+    part_whole_related: Literal["ground_truth", "identification"] = "ground_truth"
+
+    def __post_init__(self) -> None:
+        choices = {
+            "concept_pool": ("with_images", "graph"),
+            "intersection_pairs": ("symmetric", "original"),
+            "part_whole_related": ("ground_truth", "identification"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
 
 
 @dataclass
@@ -213,7 +237,13 @@ def generate_qa(
     graph = graph if graph is not None else graph_from_descriptor(descriptor)
     visible = [_visible_parts(inst, i, source) for i, inst in enumerate(descriptor.instances)]
     labels = [inst.image_label for inst in descriptor.instances]
-    concepts = ConceptIndex.build(graph, comparator, extra_objects=labels)
+    concepts = ConceptIndex.build(
+        graph,
+        comparator,
+        extra_objects=labels,
+        pool=labels if options.concept_pool == "with_images" else None,
+        intersection_pairs=options.intersection_pairs,
+    )
     notes: list[str] = []
     unknown = sorted({lbl for lbl in labels if lbl not in graph.component_graph})
     if unknown:
@@ -294,6 +324,8 @@ def _generate_records(
             if draft is None:
                 n_skipped[gen.name] += 1
                 continue
+            if gen.asks_object and options.part_whole_related == "ground_truth":
+                draft = replace(draft, related_parts=draft.correct_parts)
             if weights is None:
                 weights = part_sampler.image_weights(image.parts)
             parts_source = part_sampler.for_question(

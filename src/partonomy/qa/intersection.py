@@ -4,6 +4,11 @@ Ground truth: the image's parts that concept ``C`` also has. ``C`` is drawn unif
 objects sharing at least one part with the image; the image's own label is one of them, so a
 self-intersection (the answer is then every part the graph knows for the label) is allowed, as
 in the original. Distractors may not add a ground-truth part (or a synonym of one).
+
+Candidate pairs (``GenerationOptions.intersection_pairs``): ``symmetric`` (default) lets any
+object be ``C``; ``original`` keeps the original's asymmetric list, where ``C`` is the image's own
+label or a label that sorts after it (its pair loop ran over ``j >= i``), so late labels compare
+mostly with themselves. The symmetric default removes that dependence on alphabetical order.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ class Intersection:
     def draft(
         self, image: ImageContext, concepts: ConceptIndex, rng: np.random.Generator
     ) -> QuestionDraft | None:
-        candidates = np.flatnonzero(concepts.overlap(image.key_rows) > 0)
+        shares = concepts.overlap(image.key_rows) > 0
+        if concepts.intersection_pairs == "original":
+            shares &= np.array([o >= image.label for o in concepts.objects], dtype=bool)
+        candidates = np.flatnonzero(shares)
         return one_concept_draft(
             image,
             concepts,

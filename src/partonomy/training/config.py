@@ -24,6 +24,7 @@ from partonomy.errors import ConfigError
 from partonomy.training.data import DataConfig
 from partonomy.training.distributed import DistributedConfig, Precision
 from partonomy.training.schedule import OptimConfig
+from partonomy.training.validation import ValidationConfig  # issue 11: validation during training
 
 
 @dataclass
@@ -145,6 +146,7 @@ class TrainConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)  # issue 11
 
     def __post_init__(self) -> None:
         from partonomy.models.core.family import get_family

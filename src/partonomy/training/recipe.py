@@ -52,6 +52,7 @@ from partonomy.training.model import build_model, random_init_backbone
 from partonomy.training.sampler import BatchPlan
 from partonomy.training.schedule import build_optimizer, build_scheduler
 from partonomy.training.tracking import TrainTrackers
+from partonomy.training.validation import example_overlays, maybe_validate
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +406,23 @@ class TrainRecipe:
                 periodic = bool(every) and self.step % every == 0
                 if self.step < cfg.max_steps and (periodic or self.step == target):
                     last = self.save_checkpoint(ckpt.step_dir_name(self.step))
+                # Validation during training (partonomy.training.validation), also to trackers.
+                validated = maybe_validate(
+                    self.step,
+                    unwrapped,
+                    self.processor,
+                    cfg.validation,
+                    self.run_dir,
+                    save_best=self.save_checkpoint,
+                    is_main=self.is_main,
+                    device=acc.device,
+                )
+                if validated is not None and trackers is not None:
+                    trackers.log_validation(
+                        self.step,
+                        validated.metrics,
+                        example_overlays(cfg.validation, self.run_dir, self.step),
+                    )
             if self.step >= cfg.max_steps:
                 last = self.save_checkpoint(FINAL)
             elif last is None:  # stop_after was already reached by the run we resumed

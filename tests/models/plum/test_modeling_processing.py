@@ -82,7 +82,7 @@ def test_generation_prompt_has_no_targets(proc):
     ex = proc.encode(IMAGE, [], "What is it?", None)
     assert (ex.labels == -100).all() and (ex.tag_labels == BIO_IGNORE).all()
     assert ex.answer_start == ex.answer_end == len(ex.input_ids)
-    tail = proc.tokenizer.decode(ex.input_ids[-4:].tolist())
+    tail = proc.tokenizer.decode(ex.input_ids[-8:].tolist())
     assert tail.endswith("ASSISTANT:")
     with pytest.raises(ValueError, match="no answer"):
         proc.encode(IMAGE, [], "What is it?", None, {"wing": mask()})

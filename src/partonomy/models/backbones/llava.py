@@ -8,7 +8,7 @@ Two checkpoint layouts load into the same HF module:
   :mod:`partonomy.models.backbones.llava_v1_layout`.
 
 With ``pretrained=None`` a tiny random model is built from the size fields (offline, in seconds),
-with the vocabulary of the real LLaMA SentencePiece tokenizer.
+with the vocabulary of the real LLaMA-1/2 tokenizer (:mod:`partonomy.models.backbones.llama_vocab`).
 
 The image placeholder ``<image>`` is a real vocabulary entry (HF LLaVA scatters the projected CLIP
 patches over its positions and checks the count), so it is added as a special token; the v1 layout
@@ -37,8 +37,16 @@ if TYPE_CHECKING:
 IMAGE_TOKEN = "<image>"
 IM_START_TOKEN = "<im_start>"
 IM_END_TOKEN = "<im_end>"
-LLAMA_SENTENCEPIECE = "llama_sentencepiece"
-"""Tokenizer spec meaning mistral-common's ``data/tokenizer.model.v1`` (a 32k LLaMA SentencePiece model)."""
+LLAMA_TOKENIZER = "llama"
+"""Tokenizer spec meaning LLaMA-1/2's real 32k vocabulary, shipped with this package (issue 11)."""
+MISTRAL_SENTENCEPIECE = "mistral_sentencepiece"
+"""Tokenizer spec meaning mistral-common's ``data/tokenizer.model.v1``: Mistral-7B's 32k SentencePiece
+model (a different vocabulary from LLaMA's; kept for experiments under its true name)."""
+RETIRED_TOKENIZERS = {
+    "llama_sentencepiece": "it was Mistral-7B's SentencePiece model, not LLaMA's; use 'llama' (the "
+    "real LLaMA-1/2 vocabulary) or 'mistral_sentencepiece' (that same Mistral model)"
+}
+"""Old tokenizer specs that are refused, with the reason and what to use instead."""
 PRETRAINED_TOKENIZER = "pretrained"
 """Tokenizer spec meaning 'the tokenizer saved in the ``pretrained`` directory'."""
 
@@ -55,7 +63,8 @@ class LlavaConfig:
         layout: the key layout of ``pretrained`` (also decides whether ``<im_start>``/``<im_end>``
             wrap the image in prompts: only ``llava_v1``, as in the original ``mm_use_im_start_end``,
             unless ``im_start_end`` says otherwise).
-        tokenizer: ``"llama_sentencepiece"`` (mistral-common's LLaMA SentencePiece model),
+        tokenizer: ``"llama"`` (LLaMA-1/2's vocabulary, shipped), ``"mistral_sentencepiece"``
+            (mistral-common's Mistral-7B SentencePiece model),
             ``"pretrained"`` (the tokenizer files inside ``pretrained``), or a local tokenizer dir.
         vision_tower: local directory of a HF CLIP checkpoint (``CLIPModel`` or
             ``CLIPVisionModel``) for a v1 checkpoint that does not embed the vision tower weights.
@@ -70,7 +79,7 @@ class LlavaConfig:
 
     pretrained: str | None = None
     layout: Literal["llava_hf", "llava_v1"] = "llava_hf"
-    tokenizer: str = LLAMA_SENTENCEPIECE
+    tokenizer: str = LLAMA_TOKENIZER
     vision_tower: str | None = None
     im_start_end: bool | None = None
     dtype: Dtype = "float32"
@@ -114,11 +123,11 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def sentencepiece_model_path() -> Path:
-    """Path of mistral-common's ``data/tokenizer.model.v1`` (LLaMA-style SentencePiece, 32000 pieces)."""
+    """Path of mistral-common's ``data/tokenizer.model.v1`` (Mistral-7B's SentencePiece, 32000 pieces)."""
     spec = importlib.util.find_spec("mistral_common")
     if spec is None or spec.origin is None:
         raise ConfigError(
-            "llava.tokenizer='llama_sentencepiece' needs the mistral-common package "
+            "llava.tokenizer='mistral_sentencepiece' needs the mistral-common package "
             "(pip install mistral-common), or set llava.tokenizer to a local tokenizer directory"
         )
     path = Path(spec.origin).parent / "data" / "tokenizer.model.v1"
@@ -154,7 +163,13 @@ def load_tokenizer(
     from transformers import AutoTokenizer, LlamaTokenizer
 
     spec = cfg.tokenizer
-    if spec == LLAMA_SENTENCEPIECE:
+    if spec in RETIRED_TOKENIZERS:
+        raise ConfigError(f"llava.tokenizer={spec!r} is retired: {RETIRED_TOKENIZERS[spec]}")
+    if spec == LLAMA_TOKENIZER:
+        from partonomy.models.backbones.llama_vocab import load_llama_tokenizer
+
+        tokenizer = load_llama_tokenizer()
+    elif spec == MISTRAL_SENTENCEPIECE:
         # from_pretrained wants a directory holding 'tokenizer.model'; the package file has another name.
         model_file = sentencepiece_model_path()
         with tempfile.TemporaryDirectory() as tmp:
@@ -169,7 +184,8 @@ def load_tokenizer(
         if directory is None or not Path(directory).is_dir():
             raise ConfigError(
                 f"llava.tokenizer={spec!r}: {directory!r} is not a local directory "
-                "(use 'llama_sentencepiece', 'pretrained' with llava.pretrained set, or a tokenizer dir)"
+                "(use 'llama', 'mistral_sentencepiece', 'pretrained' with llava.pretrained set, "
+                "or a tokenizer dir)"
             )
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     start_end = [IM_START_TOKEN, IM_END_TOKEN] if uses_im_start_end(cfg) else []

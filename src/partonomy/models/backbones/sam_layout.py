@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 
 DECODER_HEADS = 8
 """Mask-decoder attention heads of every released SAM (not recoverable from the weights)."""
+DECODER_LAYER_NORM_EPS = 1e-5
+"""LayerNorm eps of the original mask-decoder transformer (``nn.LayerNorm``'s default); HF's
+``SamMaskDecoderConfig`` defaults to 1e-6, which moves MobileSAM's low-res mask logits by up to
+~0.1 (issue 11; ``tests/models/test_sam_real_weights.py``). The image encoder (1e-6), the prompt
+encoder's and the upscaling ``LayerNorm2d`` (1e-6) already match HF's defaults."""
 _MLP3 = {"0": "proj_in", "1": "layers.0", "2": "proj_out"}
 _RULES: list[tuple[str, str]] = [
     (r"^image_encoder\.patch_embed\.proj\.", "vision_encoder.patch_embed.projection."),
@@ -171,6 +176,7 @@ def infer_sam_config(state_dict: Mapping[str, torch.Tensor]) -> SamConfig:
         "num_multimask_outputs": int(sd["mask_decoder.mask_tokens.weight"].shape[0]) - 1,
         "iou_head_depth": _count(sd, r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\."),
         "iou_head_hidden_dim": int(sd["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0]),
+        "layer_norm_eps": DECODER_LAYER_NORM_EPS,
     }
     return HFSamConfig(
         vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder

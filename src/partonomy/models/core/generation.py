@@ -78,6 +78,7 @@ def generate(
     static_cache: bool = False,
     prompt_embeds: Sequence[torch.Tensor] | None = None,
     on_token: Callable[[torch.Tensor], None] | None = None,
+    banned_token_ids: Sequence[int] = (),
 ) -> list[Generation]:
     """Greedy-decode one answer per prompt.
 
@@ -103,6 +104,9 @@ def generate(
             passed too), e.g. to stream an answer. With ``static_cache`` it is called after
             decoding has finished, once per step of the longest kept answer (stop tokens are not
             passed; rows already done get ``pad_token_id``). None: no callback, no host sync.
+        banned_token_ids: ids never generated (their logits are -inf before the argmax): the
+            image placeholder tokens, which only the processor may place (a generated ``<image>``
+            would break the next forward's image-token count).
 
     Returns:
         One :class:`Generation` per prompt, in order.
@@ -115,7 +119,14 @@ def generate(
         raise ValueError("prompt_embeds needs the KV-cached loop (static_cache=False, use_cache)")
     if static_cache:
         results = _generate_static(
-            lm, prompts, pixel_values, stop_token_ids, max_new_tokens, pad_token_id, return_hidden
+            lm,
+            prompts,
+            pixel_values,
+            stop_token_ids,
+            max_new_tokens,
+            pad_token_id,
+            return_hidden,
+            banned_token_ids,
         )
         if on_token is not None:
             steps = max(int(r.new_tokens.shape[0]) for r in results)
@@ -160,8 +171,12 @@ def generate(
     )
     prompt_hidden, cache = out.last_hidden_state, output_cache(out) if use_cache else None
     last = prompt_hidden[:, -1]
+    banned = sorted({int(t) for t in banned_token_ids})
     for _step in range(max_new_tokens):
-        token = head(last).argmax(-1)
+        logits = head(last)
+        if banned:
+            logits[:, banned] = float("-inf")
+        token = logits.argmax(-1)
         token = torch.where(done, torch.full_like(token, pad_token_id), token)
         hit = torch.isin(token, stops) & ~done
         kept = torch.where(hit, len(new), kept)
@@ -238,6 +253,7 @@ def _generate_static(
     max_new_tokens: int,
     pad_token_id: int,
     return_hidden: bool,
+    banned_token_ids: Sequence[int] = (),
 ) -> list[Generation]:
     """:func:`generate` through HF ``generate(cache_implementation="static")``."""
     base, head = base_and_head(lm)
@@ -256,6 +272,7 @@ def _generate_static(
         eos_token_id=list(stop_token_ids),
         pad_token_id=pad_token_id,
         cache_implementation="static",
+        suppress_tokens=sorted({int(t) for t in banned_token_ids}) or None,
     )
     new = out[:, width:].cpu()
     stops = set(int(t) for t in stop_token_ids)

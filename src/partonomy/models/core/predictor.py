@@ -46,7 +46,15 @@ import numpy as np
 import torch
 
 from partonomy.errors import ConfigError
-from partonomy.eval.protocol import EvalItem, FreeFormAnswer, ModelAnswer, Span, Turn
+from partonomy.eval.protocol import (
+    EvalItem,
+    FreeFormAnswer,
+    ModelAnswer,
+    ReferQuery,
+    Span,
+    Turn,
+    VqaQuery,
+)
 from partonomy.io.qa_pairs import OBJECT_QUESTION_TYPES
 from partonomy.models.core.generation import (
     Generation,
@@ -170,6 +178,13 @@ class SegPredictor:
 
     def _pad_id(self) -> int:
         return int(self.tokenizer.pad_token_id)
+
+    def placeholder_token_ids(self) -> list[int]:
+        """Ids of the image placeholder tokens (``<image>``, and ``<im_start>``/``<im_end>`` when
+        the vocabulary has them): never generated."""
+        vocab = self.tokenizer.get_vocab()
+        names = ("<image>", "<im_start>", "<im_end>")
+        return sorted(int(vocab[t]) for t in names if t in vocab)
 
     # ------------------------------------------------------------------ image embeddings
     @torch.no_grad()
@@ -352,6 +367,7 @@ class SegPredictor:
             static_cache=self.generation == "static" and embeds is None,
             prompt_embeds=embeds,
             on_token=None if on_token is None else self._text_stream(on_token),
+            banned_token_ids=self.placeholder_token_ids(),
         )[0]
         text, offsets = decode_with_offsets(self.tokenizer, gen.new_tokens.tolist())
         return GeneratedAnswer(prompt, gen, text, offsets)
@@ -451,6 +467,86 @@ class SegPredictor:
                 targets.append(list(span))
                 texts.append(ts)
         return targets, texts
+
+    # ----------------------------------------------------------------- other tasks
+    @torch.no_grad()
+    def answer_vqa(self, queries: Sequence[VqaQuery]) -> list[str]:
+        """Free-form VQA answers (:class:`~partonomy.eval.protocol.VqaModel`), ``batch_size`` at a
+        time: each question in the family's LLaVA v1 template (image first), greedy with the KV
+        cache (:func:`~partonomy.models.core.generation.generate`; ``generation: static`` uses HF's static
+        cache), stopped at ``</s>`` or ``max_new_tokens``; the text is decoded without special
+        tokens and stripped. No span tagging, no masks."""
+        out: list[str] = []
+        for start in range(0, len(queries), self.batch_size):
+            batch = queries[start : start + self.batch_size]
+            prompts = [self.processor.encode(q.image, [], q.question, None) for q in batch]
+            longest = max(int(p.input_ids.shape[0]) for p in prompts)
+            budget = min(self.max_new_tokens, self.processor.max_length - longest)
+            if budget < 1:
+                raise ConfigError(
+                    f"question_id {batch[0].question_id!r}: the prompt is {longest} tokens, which "
+                    f"leaves no room to answer within max_length ({self.processor.max_length})"
+                )
+            gens = generate(
+                self.model.llava,
+                [p.input_ids for p in prompts],
+                torch.stack([p.pixel_values for p in prompts]),
+                stop_token_ids=[int(self.tokenizer.eos_token_id)],
+                max_new_tokens=budget,
+                pad_token_id=self._pad_id(),
+                return_hidden=False,
+                static_cache=self.generation == "static",
+                banned_token_ids=self.placeholder_token_ids(),
+            )
+            out.extend(
+                self.tokenizer.decode(g.new_tokens.tolist(), skip_special_tokens=True).strip()
+                for g in gens
+            )
+        return out
+
+    @torch.no_grad()
+    def segment_referring(self, queries: Sequence[ReferQuery]) -> list[np.ndarray]:
+        """Teacher-forced referring segmentation (:class:`~partonomy.eval.protocol.ReferringSegmenter`):
+        the query's question and forced ``answer`` in one forward (the scoring pass, which keeps
+        the hidden states). The ``span`` is marked in the answer by the family's target scheme
+        (PLUM: its tokens, first occurrence; LISA / GLaMM: a ``[SEG]`` written after it) and
+        prompts the mask head (with the feedback loop where the family has one), at the original
+        resolution, logit > 0. A span not found in the answer gives an empty mask (logged)."""
+        out: list[np.ndarray] = []
+        for start in range(0, len(queries), self.batch_size):
+            batch = queries[start : start + self.batch_size]
+            keys = [image_key(q.image) for q in batch]
+            examples = [
+                self.processor.encode(
+                    q.image,
+                    [],
+                    q.question,
+                    q.answer,
+                    parts=[q.span],
+                    strict=False,
+                    image_key=k,
+                    truncate=False,
+                )
+                for q, k in zip(batch, keys, strict=True)
+            ]
+            scores = score_groups(
+                self.model.llava,
+                [self._group([ex], 0) for ex in examples],
+                image_token_id=self.processor.image_token_id,
+                pad_token_id=self._pad_id(),
+                max_rows=self.max_rows,
+                layout=self.layout,
+            )
+            embeddings = self.image_embeddings(keys, [ex.sam_pixel_values for ex in examples])
+            for q, ex, sc, emb in zip(batch, examples, scores, embeddings, strict=True):
+                assert sc.hidden is not None
+                masks, unmatched = self._teacher_forced_masks(ex, sc.hidden, emb)
+                if unmatched:
+                    logger.warning(
+                        "question_id %r: span %r not in the answer", q.question_id, q.span
+                    )
+                out.append(masks.get(q.span, np.zeros(ex.original_size, dtype=bool)))
+        return out
 
 
 def phrase_before(

@@ -249,6 +249,7 @@ class SegProcessor:
         strict: bool = True,
         image_key: Hashable | None = None,
         boxes: Sequence[Sequence[float]] = (),
+        truncate: bool = True,
         _pixels: tuple[torch.Tensor, torch.Tensor, tuple[int, int], tuple[int, int]] | None = None,
     ) -> SegExample:
         """Encode one conversation.
@@ -268,6 +269,8 @@ class SegProcessor:
                 :attr:`SegExample.unmatched_parts` and gets no target.
             image_key: see :attr:`SegExample.image_key`.
             boxes: region boxes ``(x0, y0, x1, y1)`` in pixels, one per ``<bbox>`` in the question.
+            truncate: cut sequences longer than ``max_length`` on the right (training); False keeps
+                the full sequence (scoring: the original scores full sequences).
 
         Raises:
             ValueError: a part cannot be found in the answer (``strict``), a mask has the wrong
@@ -320,7 +323,7 @@ class SegProcessor:
             targets.append(mask.astype(np.uint8, copy=False))
         if span_masks and len(targets) != len(found):
             raise ValueError("every located part needs a mask when masks are given")
-        if n > self.max_length:  # cut on the right; spans (and their masks) that are cut go too
+        if truncate and n > self.max_length:  # cut on the right; cut spans and masks go too
             keep = [k for k, s in enumerate(found) if s.tokens[-1] < self.max_length]
             found = [found[k] for k in keep]
             targets = [targets[k] for k in keep] if targets else targets
@@ -362,7 +365,9 @@ class SegProcessor:
     ) -> list[SegExample]:
         """Encode several answers to one question about one image (preprocessed once, one shared key).
 
-        ``parts`` gives each answer's part names (see :meth:`encode`).
+        ``parts`` gives each answer's part names (see :meth:`encode`). Never truncated: every
+        choice is scored on its full sequence, as in the original (a cut at ``max_length`` would
+        make choices that differ only after it tie).
         """
         pixels = self.preprocess_image(image)
         key = image_key if image_key is not None else object()
@@ -379,6 +384,7 @@ class SegProcessor:
                 all_occurrences=all_occurrences,
                 strict=strict,
                 image_key=key,
+                truncate=False,
                 _pixels=pixels,
             )
             for a, m, p in zip(answers, masks, named, strict=True)
