@@ -311,3 +311,36 @@ def test_added_token_ids_follow_the_released_tokenizers(name: str, expected: dic
     _, processor = family.build(from_dict(family.config_type, cfg))
     ids = {t: processor.tokenizer.convert_tokens_to_ids(t) for t in expected}
     assert ids == expected
+
+
+@pytest.mark.parametrize("name", SEG_FAMILIES)
+def test_seg_families_run_the_other_tasks(name: str, tmp_path: Path) -> None:
+    """ReasonSeg (teacher-forced masks from the [SEG] written after the target phrase) and POPE
+    (free-form answers) through the task harness, with an untrained tiny model."""
+    import importlib.util
+
+    from partonomy.models.core.predictor import build_predictor
+    from partonomy.tasks.harness import TaskEvalConfig, run_task_eval
+
+    builders_path = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "builders.py"
+    spec = importlib.util.spec_from_file_location("task_fixture_builders", builders_path)
+    assert spec is not None and spec.loader is not None
+    builders = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builders)
+    predictor = build_predictor(name, device="cpu", dtype="float32", max_new_tokens=4)
+    (tmp_path / "rs").mkdir()
+    (tmp_path / "pope").mkdir()
+    reason = builders.make_reason_seg(tmp_path / "rs")
+    res = run_task_eval(
+        TaskEvalConfig(task="reason_seg", model=name, data=str(reason),
+                       out=str(tmp_path / "run_rs"), batch_size=2, progress=False),
+        model=predictor,
+    )  # fmt: skip
+    assert res.results["overall"]["n_scored"] == res.n_questions > 0
+    pope = builders.make_pope(tmp_path / "pope")
+    out = run_task_eval(
+        TaskEvalConfig(task="pope", model=name, data=str(pope), out=str(tmp_path / "run_pope"),
+                       batch_size=3, progress=False),
+        model=predictor,
+    )  # fmt: skip
+    assert out.results["overall"]["n_questions"] == 6
