@@ -263,7 +263,8 @@ def test_labelled_lm_rows_give_the_same_loss(built: tuple[str, Any, Any]) -> Non
 
 
 def test_glamm_answers_about_a_box_region(tmp_path: Path) -> None:
-    from partonomy.models.core.predictor import SegPredictor, parse_box, with_box_tokens
+    from partonomy.models.core.predictor import SegPredictor
+    from partonomy.models.core.regions import parse_box, with_box_tokens
 
     family = get_family("glamm")
     model, processor = family.build(from_dict(family.config_type, tiny_model_config("glamm")))
@@ -319,7 +320,7 @@ def test_seg_families_run_the_other_tasks(name: str, tmp_path: Path) -> None:
     (free-form answers) through the task harness, with an untrained tiny model."""
     import importlib.util
 
-    from partonomy.models.core.predictor import build_predictor
+    from partonomy.models.core.loading import build_predictor
     from partonomy.tasks.harness import TaskEvalConfig, run_task_eval
 
     builders_path = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "builders.py"

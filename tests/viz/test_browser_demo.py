@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from partonomy.data.synth.examples import synth_examples
-from partonomy.models.core.predictor import SegPredictor, load_model
+from partonomy.models.core.loading import load_model
+from partonomy.models.core.predictor import SegPredictor
 from partonomy.viz.demo_app import build_demo, launch_demo
 from partonomy.viz.demo_logic import DemoLimits
 from partonomy.viz.palette import hex_colour

@@ -26,7 +26,8 @@ def load_predictor(
     family: str, checkpoint: Path, device: str, dtype: str, max_new_tokens: int
 ) -> Any:
     """A :class:`~partonomy.models.core.predictor.SegPredictor` of ``family`` from a checkpoint."""
-    from partonomy.models.core.predictor import SegPredictor, load_model
+    from partonomy.models.core.loading import load_model
+    from partonomy.models.core.predictor import SegPredictor
 
     model, processor = load_model(family, str(checkpoint), "tiny", device, dtype)
     return SegPredictor(model, processor, max_new_tokens=max_new_tokens)

@@ -80,7 +80,9 @@ def command(
     from PIL import Image, UnidentifiedImageError
 
     from partonomy.errors import FormatError
-    from partonomy.models.core.predictor import SegPredictor, load_model, parse_box
+    from partonomy.models.core.loading import load_model
+    from partonomy.models.core.predictor import SegPredictor
+    from partonomy.models.core.regions import parse_box
     from partonomy.viz.answer_files import write_answer
 
     try:

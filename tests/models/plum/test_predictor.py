@@ -15,7 +15,8 @@ from partonomy.errors import ConfigError
 from partonomy.eval.protocol import EvalItem, FreeFormModel, GroundingModel
 from partonomy.io.qa_pairs import OBJECT_QUESTION_TYPES, load_qa_pairs
 from partonomy.models.core.generation import decode_with_offsets, find_phrases
-from partonomy.models.core.predictor import SegPredictor, build_predictor
+from partonomy.models.core.loading import build_predictor
+from partonomy.models.core.predictor import SegPredictor
 from partonomy.models.plum.targets import BioTargets
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "qa"

@@ -137,7 +137,7 @@ def _train_tiny(run: Path) -> None:
 
 def test_eval_model_plum_from_a_training_run(tmp_path: Path) -> None:
     from partonomy.eval.protocol import EvalItem
-    from partonomy.models.core.predictor import build_predictor
+    from partonomy.models.core.loading import build_predictor
 
     run = tmp_path / "train"
     _train_tiny(run)

@@ -11,7 +11,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from partonomy.models.core.predictor import SegPredictor, build_predictor
+from partonomy.models.core.loading import build_predictor
+from partonomy.models.core.predictor import SegPredictor
 from partonomy.tasks.base import TaskOptions
 from partonomy.tasks.harness import TaskEvalConfig, get_task, load_sample_image, run_task_eval
 from partonomy.tasks.prompts import refer_answer, refer_question

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from partonomy.models.core.predictor import build_predictor
+from partonomy.models.core.loading import build_predictor
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 

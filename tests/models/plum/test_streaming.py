@@ -11,7 +11,8 @@ import torch
 from transformers import LlavaForConditionalGeneration
 
 from partonomy.models.core.generation import generate
-from partonomy.models.core.predictor import SegPredictor, build_predictor
+from partonomy.models.core.loading import build_predictor
+from partonomy.models.core.predictor import SegPredictor
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 

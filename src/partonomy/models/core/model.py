@@ -21,6 +21,7 @@ Losses live in :mod:`partonomy.models.core.losses`, outside the module.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -82,7 +83,7 @@ def unwrap_peft(module: Any) -> Any:
     return get_base() if callable(get_base) else module
 
 
-class InputEncoder(nn.Module):
+class InputEncoder(nn.Module, ABC):
     """Replaces the input embeddings of one special token (GLaMM's ``<bbox>``; later SegLLM's
     ``<seg_input>``) before the LLM runs.
 
@@ -91,11 +92,11 @@ class InputEncoder(nn.Module):
 
     token_id: int
 
+    @abstractmethod
     def forward(
         self, batch: SegBatch, image_features: Mapping[str, torch.Tensor]
     ) -> list[torch.Tensor]:
         """Per conversation, ``(n_tokens, d)`` embeddings for its ``token_id`` positions, in order."""
-        raise NotImplementedError
 
 
 class SegLMM(nn.Module):

@@ -18,6 +18,7 @@ logits (a loss term of PLUM), and the spans it finds on its own in a generated a
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -27,7 +28,7 @@ Spans = list[list[int]]
 """One conversation's targets: token positions per target, in token order."""
 
 
-class PromptSource(nn.Module):
+class PromptSource(nn.Module, ABC):
     """Interface of a prompt source (see the module docstring)."""
 
     tokens_per_target: int = 1
@@ -35,14 +36,15 @@ class PromptSource(nn.Module):
     """Whether any span of answer tokens can prompt a mask (PLUM's span query; highlight-to-segment
     needs it), rather than only the source's own marker tokens."""
 
+    @abstractmethod
     def prompts(self, hidden: torch.Tensor, spans: Sequence[Sequence[int]]) -> torch.Tensor:
         """``(n_spans, t, D)`` prompt tokens of one conversation's spans (``hidden``: ``(L, d)``)."""
-        raise NotImplementedError
 
     def tag_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
         """Per-token logits ``(B, L, C)`` the source trains (PLUM's B/I/O), or None."""
         return None
 
+    @abstractmethod
     def find_spans(
         self,
         input_ids: torch.Tensor,
@@ -50,7 +52,6 @@ class PromptSource(nn.Module):
         allowed: torch.Tensor,
     ) -> list[Spans]:
         """The spans the model itself marks, restricted to ``allowed`` ``(B, L)`` positions."""
-        raise NotImplementedError
 
 
 class SegTokenPrompts(PromptSource):

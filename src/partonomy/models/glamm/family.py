@@ -22,7 +22,7 @@ FAMILY = Family(
 
 
 def build_predictor(**options: object) -> object:
-    """``partonomy eval --model glamm``: see :func:`partonomy.models.core.predictor.build_predictor`."""
-    from partonomy.models.core.predictor import build_predictor as build
+    """``partonomy eval --model glamm``: see :func:`partonomy.models.core.loading.build_predictor`."""
+    from partonomy.models.core.loading import build_predictor as build
 
     return build("glamm", **options)  # type: ignore[arg-type]
