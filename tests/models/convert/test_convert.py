@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -727,3 +728,47 @@ def test_full_size_keys_and_shapes_on_meta(name: str) -> None:
         assert target["input_encoders.region.flatten.weight"] == (1024, 1024 * 196)
     dropped = set(parts.dropped)
     assert dropped == {k for k in shapes if k.endswith("rotary_emb.inv_freq")}
+
+
+# ------------------------------------------------------- converted checkpoints in use
+def test_converted_lisa_trains_with_init_from_and_predicts(tmp_path: Path, clip_dir: Path) -> None:
+    """The "(ft)" path: a converted release starts a training run (``init_from``, backbones from
+    the converted directory), and ``partonomy predict`` loads the converted directory itself."""
+    from partonomy.config import from_dict
+    from partonomy.training.config import TrainConfig
+    from partonomy.training.recipe import run_training
+
+    src = tmp_path / "lisa-release"
+    write_release("lisa", src, sharded="safetensors")
+    dst = convert("lisa", src, tmp_path / "converted", vision_tower=clip_dir)
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "qa"
+    cfg = {
+        "family": "lisa",
+        "run_dir": str(tmp_path / "ft"),
+        "max_steps": 1,
+        "cpu": True,
+        "num_threads": 1,
+        "init_from": str(dst),
+        "model": {
+            "llava": {"pretrained": str(dst / "llava"), "layout": "llava_hf",
+                      "tokenizer": "pretrained", "im_start_end": True},
+            "sam": {"pretrained": str(dst / "sam"), "layout": "hf"},
+        },
+        "optim": {"lr": 1e-12, "warmup_steps": 1},
+        "data": {"qa": {"files": [str(fixtures / "tiny_qa.json")]}, "micro_batch_size": 2},
+        "checkpoint": {"every": 0},
+        "log": {"progress": False, "trackers": []},
+    }  # fmt: skip
+    result = run_training(from_dict(TrainConfig, cfg))
+    assert result.steps == 1 and all(np.isfinite(r["total"]) for r in result.records)
+    converted, _ = load_checkpoint(dst)
+    trained, _ = load_checkpoint(result.final_checkpoint)
+    for name in ("prompt_source.projection.0.weight", "prompt_source.projection.2.bias"):
+        # init_from loaded the released [SEG] projection (lr 1e-12: one step leaves it in place)
+        assert torch.allclose(converted.state_dict()[name], trained.state_dict()[name], atol=1e-6)
+    out = tmp_path / "pred"
+    cmd = ["predict", str(fixtures / "plane.png"), "What parts can you see?", "--model", "lisa"]
+    cmd += ["--checkpoint", str(dst), "--device", "cpu", "--max-new-tokens", "3", "-o", str(out)]
+    done = CliRunner().invoke(cli, cmd)
+    assert done.exit_code == 0, done.output
+    assert (out / "overlay.png").is_file()
