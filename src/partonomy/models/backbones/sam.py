@@ -39,6 +39,7 @@ class SamConfig:
         image_size: tiny encoder input side (pixels; images are resized longest-side then padded).
         vision_hidden, vision_layers, vision_heads, patch_size: tiny ViT sizes.
         decoder_hidden: prompt / mask-decoder width ``D_sam`` (256 in real SAM: the paper's "256").
+        decoder_layers: two-way transformer blocks of the tiny mask decoder (2 in real SAM).
         encoder: the tiny SAM's image encoder: ``vit`` (SAM's own architecture, scaled down) or
             ``conv`` (:class:`~partonomy.models.backbones.conv_encoder.ConvImageEncoder`, which
             learns small parts far faster from scratch). Only for ``pretrained=None``.
@@ -54,6 +55,7 @@ class SamConfig:
     vision_heads: int = 4
     patch_size: int = 8
     decoder_hidden: int = 32
+    decoder_layers: int = 2
     encoder: Literal["vit", "conv"] = "vit"
     conv_width: int = 32
 
@@ -80,6 +82,8 @@ class SamConfig:
                 f"sam.vision_hidden ({self.vision_hidden}) must be divisible by sam.vision_heads "
                 f"({self.vision_heads})"
             )
+        if self.decoder_layers < 1:
+            raise ConfigError(f"sam.decoder_layers must be >= 1, got {self.decoder_layers}")
         if self.decoder_hidden % 16:
             raise ConfigError(
                 f"sam.decoder_hidden ({self.decoder_hidden}) must be a multiple of 16 "
@@ -148,6 +152,7 @@ def tiny_sam_config(cfg: SamConfig) -> object:
         "mlp_dim": 8 * d,  # 2048 at SAM's 256
         "num_attention_heads": max(1, min(8, d // 8)),  # 8 at SAM's 256
         "iou_head_hidden_dim": d,
+        "num_hidden_layers": cfg.decoder_layers,
     }
     return HFSamConfig(
         vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder
