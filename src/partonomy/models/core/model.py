@@ -178,9 +178,8 @@ class SegLMM(nn.Module):
                 f"found {counts.tolist()}"
             )
         embeds = embeds.masked_scatter(is_image[..., None], per_row.reshape(-1, per_row.shape[-1]))
-        for name, encoder in self.input_encoders.items():
-            if batch is None:
-                continue
+        encoders = self.input_encoders.items() if batch is not None else ()
+        for name, encoder in encoders:
             where = input_ids == encoder.token_id
             if not bool(where.any()):
                 continue
@@ -190,7 +189,7 @@ class SegLMM(nn.Module):
             if found != given:
                 raise ValueError(
                     f"input encoder {name!r}: {found} token(s) per conversation but {given} "
-                    "embedding(s); give one box per token"
+                    "embedding(s); give one input (e.g. one box) per token"
                 )
             values = torch.cat([r.to(embeds.dtype) for r in rows if r.shape[0]])
             embeds = embeds.masked_scatter(where[..., None], values)
