@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 
@@ -298,7 +298,8 @@ def load_mixture_samples(mixture: dict[str, Any]) -> Sequence[TrainingSample]:
     from partonomy.data.mixture import Mixture
 
     try:
-        return Mixture.from_dict(mixture)
+        # A map-style dataset (len + getitem), which is all the batch plan needs of a Sequence.
+        return cast("Sequence[TrainingSample]", Mixture.from_dict(mixture))
     except ValueError as err:  # MixtureConfig checks raise ValueError / ConfigError
         raise ConfigError(f"data.mixture: {err}") from None
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -179,8 +179,9 @@ class SegLMM(nn.Module):
             )
         embeds = embeds.masked_scatter(is_image[..., None], per_row.reshape(-1, per_row.shape[-1]))
         encoders = self.input_encoders.items() if batch is not None else ()
-        for name, encoder in encoders:
-            where = input_ids == encoder.token_id
+        for name, module in encoders:
+            encoder = cast(InputEncoder, module)
+            where = input_ids == int(encoder.token_id)
             if not bool(where.any()):
                 continue
             rows = encoder(batch, {"pixel_values": pixel_values})

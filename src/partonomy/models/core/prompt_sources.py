@@ -66,6 +66,7 @@ class SegTokenPrompts(PromptSource):
     def __init__(self, hidden_size: int, prompt_dim: int, seg_token_id: int) -> None:
         super().__init__()
         self.seg_token_id = seg_token_id
+        self.prompt_dim = prompt_dim
         # Index layout of LISA's text_hidden_fcs[0]: 0 Linear, 1 ReLU, 2 Linear, 3 Dropout(0).
         self.projection = nn.Sequential(
             nn.Linear(hidden_size, hidden_size),
@@ -75,9 +76,9 @@ class SegTokenPrompts(PromptSource):
         )
 
     def prompts(self, hidden: torch.Tensor, spans: Sequence[Sequence[int]]) -> torch.Tensor:
-        dtype = self.projection[0].weight.dtype
+        dtype = next(self.projection.parameters()).dtype
         if not spans:
-            return hidden.new_zeros((0, 1, self.projection[2].out_features), dtype=dtype)
+            return hidden.new_zeros((0, 1, self.prompt_dim), dtype=dtype)
         for span in spans:
             if len(span) != 1:
                 raise ValueError(f"a [SEG] target is one token position, got span {list(span)}")

@@ -223,11 +223,11 @@ def set_trainable(
     Raises:
         ConfigError: the model lacks a module of the spec, or ``new_rows`` is asked without ids.
     """
-    for group, prefixes in spec.GROUPS.items():
-        for prefix in prefixes:
-            if group in spec.OPTIONAL_GROUPS and _absent(model, prefix):
+    for group, paths in spec.GROUPS.items():
+        for path in paths:
+            if group in spec.OPTIONAL_GROUPS and _absent(model, path):
                 continue
-            _submodule(model, prefix)
+            _submodule(model, path)
     if spec.language_model == "lora":
         apply_lora(model, spec.lora)
 
