@@ -4,6 +4,7 @@ its own) or from a preset, and the model-registry entry that wraps it in a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from partonomy.errors import ConfigError
@@ -92,3 +93,13 @@ def build_predictor(
         )
     model, processor = load_model(family, checkpoint, preset, device, dtype)
     return SegPredictor(model, processor, batch_size=batch_size, choice_score=choice_score, **kw)
+
+
+def family_model(family: str) -> Callable[..., SegPredictor]:
+    """The model-registry entry of ``family``: ``build_predictor(family, **options)``."""
+
+    def build(**options: Any) -> SegPredictor:
+        return build_predictor(family, **options)
+
+    build.__doc__ = f"``partonomy eval --model {family}``: see :func:`build_predictor`."
+    return build

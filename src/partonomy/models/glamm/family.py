@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from partonomy.models.convert.glamm import convert as convert_glamm
 from partonomy.models.core.family import Family
+from partonomy.models.core.loading import family_model
 from partonomy.models.glamm.builders import PRESETS, build_glamm
 from partonomy.models.glamm.config import GlammConfig
 from partonomy.models.glamm.trainable import GlammTrainableSpec
@@ -21,8 +22,5 @@ FAMILY = Family(
 )
 
 
-def build_predictor(**options: object) -> object:
-    """``partonomy eval --model glamm``: see :func:`partonomy.models.core.loading.build_predictor`."""
-    from partonomy.models.core.loading import build_predictor as build
-
-    return build("glamm", **options)  # type: ignore[arg-type]
+build_predictor = family_model("glamm")
+"""The model-registry entry: ``partonomy eval --model glamm``."""

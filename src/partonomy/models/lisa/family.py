@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from partonomy.models.convert.lisa import convert as convert_lisa
 from partonomy.models.core.family import Family
+from partonomy.models.core.loading import family_model
 from partonomy.models.lisa.builders import PRESETS, build_lisa
 from partonomy.models.lisa.config import LisaConfig
 from partonomy.models.lisa.losses import LOSS_TERMS
@@ -21,8 +22,5 @@ FAMILY = Family(
 )
 
 
-def build_predictor(**options: object) -> object:
-    """``partonomy eval --model lisa``: see :func:`partonomy.models.core.loading.build_predictor`."""
-    from partonomy.models.core.loading import build_predictor as build
-
-    return build("lisa", **options)  # type: ignore[arg-type]
+build_predictor = family_model("lisa")
+"""The model-registry entry: ``partonomy eval --model lisa``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from partonomy.models.convert.plum import convert as convert_plum
 from partonomy.models.core.family import Family
+from partonomy.models.core.loading import family_model
 from partonomy.models.plum.builders import PRESETS, build_plum
 from partonomy.models.plum.config import PlumConfig
 from partonomy.models.plum.losses import LOSS_TERMS
@@ -21,8 +22,5 @@ FAMILY = Family(
 )
 
 
-def build_predictor(**options: object) -> object:
-    """``partonomy eval --model plum``: see :func:`partonomy.models.core.loading.build_predictor`."""
-    from partonomy.models.core.loading import build_predictor as build
-
-    return build("plum", **options)  # type: ignore[arg-type]
+build_predictor = family_model("plum")
+"""The model-registry entry: ``partonomy eval --model plum``."""
