@@ -4,7 +4,8 @@ optional feedback, all built elsewhere and injected (:mod:`partonomy.models.core
 Forward, per batch (shapes: ``B`` conversations, ``N <= B`` distinct images, ``L`` tokens, LLM width
 ``d``, prompt width ``D``, image-embedding grid ``h x w``):
 
-1. The mask head's image encoder once per distinct image -> ``(N, D, h, w)`` (no grad when frozen).
+1. The mask head's image encoder once per distinct image -> ``(N, D, h, w)`` (no grad when frozen),
+   unless the batch carries these embeddings already (``SegBatch.image_embeddings``).
 2. CLIP + projector once per distinct image, features expanded to each image's conversations and
    scattered over the ``<image>`` positions (found by id, count checked); input encoders (GLaMM's
    region encoder) replace the embeddings of their own tokens; the LLaMA decoder gives the last
@@ -358,7 +359,9 @@ class SegLMM(nn.Module):
                 and with a 32k vocabulary the full tensor and its gradient dominate a small model's
                 step.
         """
-        image_emb = self.image_embeddings(batch.sam_pixel_values)  # (N, D, h, w)
+        image_emb = batch.image_embeddings  # (N, D, h, w), precomputed (an embedding cache)
+        if image_emb is None:
+            image_emb = self.image_embeddings(batch.sam_pixel_values)
         positions = None
         if lm_rows == "labelled":
             positions = torch.zeros_like(batch.labels, dtype=torch.bool)

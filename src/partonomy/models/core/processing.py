@@ -95,6 +95,9 @@ class SegBatch:
         answer_starts, answer_ends: per conversation.
         boxes: per conversation, region boxes ``(x0, y0, x1, y1)`` in original-image pixels, one
             per ``<bbox>`` token in its order (GLaMM's region inputs; empty for other families).
+        image_embeddings: ``(N, D, h, w)`` precomputed mask-head image embeddings of the ``N``
+            images (e.g. read from an embedding cache), or None; when set, the model uses them
+            instead of running its frozen image encoder on ``sam_pixel_values``.
     """
 
     input_ids: torch.Tensor
@@ -112,6 +115,7 @@ class SegBatch:
     answer_starts: list[int] = field(default_factory=list)
     answer_ends: list[int] = field(default_factory=list)
     boxes: list[list[tuple[float, float, float, float]]] = field(default_factory=list)
+    image_embeddings: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> SegBatch:
         """A copy on ``device``; float pixel tensors also cast to ``dtype`` when given."""
