@@ -1,27 +1,45 @@
-"""PLUM training speed on CPU: seconds per optimiser step of the tiny quickstart config, and
-where a step's time goes (LM with its 32k-vocabulary head vs SAM's per-span decoding).
+"""PLUM training speed: one optimiser step, on CPU with the tiny quickstart config, or at the 7B /
+13B shape on a GPU with each speed choice measured.
 
-A small Partonomy-Synth world is generated in a temporary directory, then the recipe's own setup
-builds the model and data from ``configs/tiny_synth.yaml``; each timed step is the recipe's
-forward -> plum_loss -> backward -> AdamW step, measured after warm-up (median of ``--steps``).
+``--shape tiny`` (CPU): a small Partonomy-Synth world is generated in a temporary directory, then
+the recipe's own setup builds the model and data from ``configs/tiny_synth.yaml``; each timed step
+is the recipe's forward -> plum_loss -> backward -> AdamW step, measured after warm-up (median of
+``--steps``), and where a step's time goes (LM with its 32k-vocabulary head vs SAM's decoding).
+
+``--shape 7b|13b`` (GPU): a random-weight PLUM of that shape (bf16 weights), real peft LoRA and the
+trainable set of the family's recipe (``set_trainable``), and synthetic multi-turn conversations
+of ~1k tokens (256 image tokens, 4 part masks each, ``--batch`` per step) with precomputed SAM
+image embeddings (an embedding cache) in the batch. A step is the recipe's: ``model(batch,
+lm_rows=...)`` -> the family's loss terms -> backward -> AdamW -> zero_grad. Each line changes one
+choice against the ``recipe`` line and prints real (unpadded) tokens/s, ms/step and peak memory:
+the SAM encoder run in the step (the issue-12 baseline also computes every logit row), logits of
+every row, gradient checkpointing, eager attention instead of SDPA, length-grouped batches, the
+fused AdamW, Liger's RMSNorm/SwiGLU/RoPE kernels (``liger-kernel``, optional), and Liger's fused
+linear cross-entropy against ``lm_head`` + cross-entropy on the labelled rows.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_train_step.py                 # torch's default threads
+    .venv/bin/python benchmarks/bench_train_step.py                 # tiny, torch's default threads
     .venv/bin/python benchmarks/bench_train_step.py --threads 1 --set model.use_feedback=false
+    python benchmarks/bench_train_step.py --shape 13b               # one GPU, every choice
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def main() -> None:
@@ -30,7 +48,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--shape", choices=["tiny", "7b", "13b"], default="tiny")
+    parser.add_argument("--batch", type=int, default=8, help="conversations per step (7b/13b)")
+    parser.add_argument("--device", default="cuda", help="device of the 7b/13b shapes")
     args = parser.parse_args()
+    if args.shape != "tiny":
+        full_size(args.shape, args.batch, args.steps, torch.device(args.device))
+        return
 
     from partonomy.config import from_dict, to_dict
     from partonomy.data.synth import SynthConfig, generate_world, preset
@@ -96,6 +120,197 @@ def main() -> None:
     print(f"train step (fwd+loss+bwd+AdamW): {results['step']:.3f} s median of {args.steps}")
     print(f"  of which LM fwd+bwd (lm_head over the 32k vocab): {results['lm fwd+bwd']:.3f} s")
     print(f"steps per minute: {60 / results['step']:.0f}")
+
+
+# ------------------------------------------------------------------------------ 7b / 13b on a GPU
+PARTS = ["cockpit", "front wheel", "propeller", "tail", "wing", "spraying rig", "fuel tank",
+         "rudder", "engine", "landing gear", "antenna", "door"]  # fmt: skip
+WORDS = ["the", "a", "of", "airplane", "image", "visible", "part", "left", "right", "near", "small",
+         "large", "and", "with", "which", "is", "there", "show", "describe", "where", "color",
+         *PARTS]  # fmt: skip
+
+
+def _sentence(rng: np.random.Generator, n: int) -> str:
+    return " ".join(rng.choice(WORDS, size=n).tolist()).capitalize() + "."
+
+
+def _conversation(processor: Any, rng: np.random.Generator, tokens: int, n_parts: int) -> Any:
+    """A conversation of about ``tokens`` tokens: filler turns, then an Identification answer
+    naming ``n_parts`` parts, each with a random mask of a random 480 x 640 image."""
+    image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    parts = sorted(rng.choice(PARTS, size=n_parts, replace=False).tolist())
+    question = "What visible parts does the agricultural airplane in the image have?"
+    answer = "The agricultural airplane in the image has the following visible parts: "
+    answer += ", ".join(parts[:-1]) + f", and {parts[-1]}."
+    masks = {p: (rng.random((480, 640)) > 0.5).astype(np.uint8) for p in parts}
+    count = len(processor.tokenizer(question + answer).input_ids) + 300  # + image, template
+    history: list[tuple[str, str]] = []
+    while count < tokens:
+        turn = (_sentence(rng, int(rng.integers(8, 20))), _sentence(rng, int(rng.integers(30, 80))))
+        count += len(processor.tokenizer(" ".join(turn)).input_ids) + 8
+        history.append(turn)
+    return processor.encode(image, history, question, answer, masks)
+
+
+def _gpu_time(fn: Callable[[], Any]) -> float:
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def full_size(shape: str, batch: int, steps: int, device: torch.device) -> None:
+    """Every speed choice of the training step at the 7B / 13B shape (module docstring)."""
+    import transformers
+    from bench_plum_e2e import PLUM_HEADS, SHAPES
+
+    from partonomy.config import from_dict
+    from partonomy.models.core.family import get_family
+    from partonomy.models.core.losses import compute_losses, resolve_weights
+    from partonomy.models.core.trainable import set_trainable
+    from partonomy.training.batches import touch_outputs
+    from partonomy.training.checkpoint import processor_new_token_ids
+
+    family = get_family("plum")
+    cfg = from_dict(family.config_type, {**SHAPES[shape], **PLUM_HEADS, "max_length": 2048})
+    start = time.perf_counter()
+    with device:  # random weights built where they run
+        model, processor = family.build(cfg)
+    model = model.to(device=device, dtype=torch.bfloat16)
+    names = set_trainable(model, family.trainable_type(),
+                          new_token_ids=processor_new_token_ids(processor))  # fmt: skip
+    model.train()
+    build_s = time.perf_counter() - start
+    params = [p for p in model.parameters() if p.requires_grad]
+    weights = resolve_weights(family.loss_terms, {})
+    print(f"device: {torch.cuda.get_device_name(device)} ({os.cpu_count()} CPU cores, load "
+          f"{os.getloadavg()[0]:.2f})  torch {torch.__version__}  transformers "
+          f"{transformers.__version__}")  # fmt: skip
+    print(f"plum {shape} bf16: {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B params, "
+          f"{sum(p.numel() for p in params) / 1e6:.1f}M trainable in {len(names)} tensors "
+          f"(peft LoRA r8 on q/v, lm_head, new embedding rows, SAM decoder, span modules); "
+          f"built in {build_s:.1f} s")  # fmt: skip
+
+    rng = np.random.default_rng(0)
+    n = batch * (steps + 1)
+    pool = [_conversation(processor, rng, int(rng.integers(700, 1300)), 4) for _ in range(n)]
+    by_length = sorted(pool, key=lambda e: int(e.input_ids.shape[0]))
+    grouped = [by_length[i : i + batch] for i in range(0, n, batch)]
+    rng.shuffle(grouped)  # type: ignore[arg-type]
+    orders = {"random": [pool[i : i + batch] for i in range(0, n, batch)], "grouped": grouped}
+
+    def collate(examples: Sequence[Any], cached: bool) -> Any:
+        b = processor.collate(examples).to(device, dtype=torch.bfloat16)
+        if cached:  # what an embedding cache returns for these images
+            with torch.no_grad():
+                b.image_embeddings = model.image_embeddings(b.sam_pixel_values)
+        return b
+
+    data = {(o, c): [collate(ex, c) for ex in bs] for o, bs in orders.items() for c in (1, 0)}
+    lengths = [int(e.input_ids.shape[0]) for e in pool]
+    print(f"batches: {batch} conversations x {min(lengths)}-{max(lengths)} tokens (mean "
+          f"{sum(lengths) / n:.0f}), 4 masks each, {steps} timed steps after 1 warm-up")  # fmt: skip
+    for order, batches in orders.items():
+        real = sum(len(e.input_ids) for bs in batches for e in bs)
+        padded = sum(len(bs) * max(len(e.input_ids) for e in bs) for bs in batches)
+        print(f"  {order} batches: {100 * (1 - real / padded):.1f}% padding")
+
+    def measure(label: str, *, order: str = "random", cached: bool = True,
+                lm_rows: str = "labelled", fused_adam: bool = False) -> None:  # fmt: skip
+        batches = data[(order, int(cached))]
+        opt = torch.optim.AdamW(params, lr=1e-6, foreach=False, fused=fused_adam or None)
+
+        def step(b: Any) -> None:
+            out = model(b, span_source="target", lm_rows=lm_rows)
+            losses = compute_losses(family.loss_terms, weights, out, b)
+            (losses.total + touch_outputs(out)).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        try:
+            step(batches[0])
+            torch.cuda.reset_peak_memory_stats(device)
+            times = [_gpu_time(lambda b=b: step(b)) for b in batches[1:]]
+            tokens = statistics.mean(float(b.attention_mask.sum()) for b in batches[1:])
+            sec = statistics.median(times)
+            peak = torch.cuda.max_memory_allocated(device) / 2**30
+            print(
+                f"{label:<58} {sec * 1e3:7.0f} ms  {tokens / sec:6.0f} tok/s  peak {peak:5.1f} GiB"
+            )
+        except torch.cuda.OutOfMemoryError:
+            print(f"{label:<58} out of memory")
+        except Exception as err:  # one failing choice must not cost the other measurements
+            print(f"{label:<58} failed: {type(err).__name__}: {err}")
+        opt.state.clear()  # free the moments before the next choice allocates its own
+        model.zero_grad(set_to_none=True)
+        gc.collect()
+        torch.cuda.empty_cache()
+
+    measure("recipe: cached SAM embeddings, labelled logit rows, SDPA")
+    measure("  SAM encoder in the step, every logit row (issue 12)", cached=False, lm_rows="all")
+    measure("  every logit row", lm_rows="all")
+    model.llava.gradient_checkpointing_enable(
+        gradient_checkpointing_kwargs={"use_reentrant": False}
+    )
+    measure("  gradient checkpointing")
+    model.llava.gradient_checkpointing_disable()
+    model.llava.set_attn_implementation("eager")
+    measure("  eager attention instead of SDPA")
+    model.llava.set_attn_implementation("sdpa")
+    measure("  length-grouped batches (less padding)", order="grouped")
+    measure("  fused AdamW (recipe: foreach=False)", fused_adam=True)
+    try:
+        from liger_kernel.transformers import apply_liger_kernel_to_llama
+
+        apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                    fused_linear_cross_entropy=False,
+                                    model=model.llava.model.language_model)  # fmt: skip
+    except Exception as err:  # optional package
+        print(f"liger-kernel unavailable: {type(err).__name__}: {err}")
+    else:
+        measure("  Liger RMSNorm + SwiGLU + RoPE kernels")
+        measure("  Liger kernels + length-grouped + fused AdamW", order="grouped", fused_adam=True)
+    _cross_entropy_choices(model, data[("random", 1)][0], device)
+
+
+def _cross_entropy_choices(model: Any, batch: Any, device: torch.device) -> None:
+    """``lm_head`` + cross-entropy fwd+bwd over the labelled rows and over every row: torch
+    (logits materialised) against Liger's fused linear cross-entropy (chunked, no logits)."""
+    head = model.llava.lm_head
+    d = head.weight.shape[1]
+    labelled = int((batch.labels != -100).sum())
+    try:
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        fused: Any = LigerFusedLinearCrossEntropyLoss()
+    except Exception as err:
+        fused = None
+        print(f"liger fused linear cross-entropy unavailable: {type(err).__name__}: {err}")
+    for rows in (labelled, int(batch.attention_mask.sum())):
+        hidden = torch.randn(rows, d, device=device, dtype=torch.bfloat16, requires_grad=True)
+        target = torch.randint(0, head.weight.shape[0], (rows,), device=device)
+        ways: dict[str, Callable[[], torch.Tensor]] = {
+            "torch lm_head + cross_entropy": lambda h=hidden, t=target: F.cross_entropy(
+                head(h).float(), t
+            )
+        }
+        if fused is not None:
+            ways["liger fused linear cross-entropy"] = lambda h=hidden, t=target: fused(
+                head.weight, h, t
+            )
+        for name, loss in ways.items():
+            try:
+                loss().backward()
+                torch.cuda.reset_peak_memory_stats(device)
+                base = torch.cuda.memory_allocated(device)
+                sec = statistics.median(_gpu_time(lambda f=loss: f().backward()) for _ in range(3))
+                extra = (torch.cuda.max_memory_allocated(device) - base) / 2**30
+                print(f"cross-entropy over {rows:5d} rows, {name:<34} {sec * 1e3:6.1f} ms  "
+                      f"+{extra:.2f} GiB")  # fmt: skip
+            except Exception as err:
+                print(f"cross-entropy over {rows} rows, {name}: failed: {err}")
+            head.weight.grad = None
 
 
 if __name__ == "__main__":

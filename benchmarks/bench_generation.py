@@ -1,0 +1,173 @@
+"""Batch-1 greedy generation speed: the own static-cache loop (CUDA graphs on a GPU, and eager)
+against HF ``generate``, at the tiny, 7B or 13B LLaVA shape.
+
+A random-weight ``LlavaForConditionalGeneration`` answers one prompt laid out like PLUM's (BOS,
+~40 system tokens, the image tokens, a ~25-token question): ``--new-tokens`` tokens are decoded
+with a stop id that never occurs, so every path decodes the same number. Each path's time is the
+median of ``--repeats`` calls after a warm-up (the first graphed call, which captures the graph,
+is timed on its own). The decoding step alone is ``(t(n) - t(1)) / (n - 1)``. The bandwidth limit
+is the bytes of the language model's weights over the GPU's memory bandwidth (``--bandwidth``).
+The graphed and eager loops must give the same tokens (printed).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_generation.py                                  # tiny, CPU
+    python benchmarks/bench_generation.py --shape 13b --device cuda --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import transformers
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+from partonomy.models.core.generation import generate
+
+VOCAB = 32002
+SHAPES: dict[str, dict[str, Any]] = {
+    "tiny": {"v": (64, 2, 4, 16), "t": (128, 2, 4, 256)},
+    "7b": {"v": (1024, 24, 16, 14), "t": (4096, 32, 32, 11008)},
+    "13b": {"v": (1024, 24, 16, 14), "t": (5120, 40, 40, 13824)},
+}
+"""(hidden, layers, heads, patch) of CLIP at 224 px and (hidden, layers, heads, MLP) of LLaMA."""
+
+
+def build(shape: str, device: str, dtype: torch.dtype) -> tuple[LlavaForConditionalGeneration, int]:
+    (vh, vl, vn, patch), (th, tl, tn, ti) = SHAPES[shape]["v"], SHAPES[shape]["t"]
+    n_image = (224 // patch) ** 2
+    cfg = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=vh, intermediate_size=4 * vh, num_hidden_layers=vl,
+            num_attention_heads=vn, image_size=224, patch_size=patch,
+        ),
+        text_config=LlamaConfig(
+            hidden_size=th, intermediate_size=ti, num_hidden_layers=tl, num_attention_heads=tn,
+            num_key_value_heads=tn, vocab_size=VOCAB,
+        ),
+        image_token_index=VOCAB - 1,
+        image_seq_length=n_image,
+    )  # fmt: skip
+    with torch.device(device):
+        model = LlavaForConditionalGeneration(cfg).to(dtype).eval()
+    return model, n_image
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], Any], device: str, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", default="tiny", choices=sorted(SHAPES))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--slow-tokens", type=int, default=32, help="tokens for the slow paths")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bandwidth", type=float, default=4.8e12, help="bytes/s (H200: 4.8e12)")
+    args = parser.parse_args()
+    transformers.logging.set_verbosity_error()  # stop id -1 (never stop) makes HF warn each call
+    dtype = getattr(torch, args.dtype)
+    dev = args.device
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    model, n_image = build(args.shape, dev, dtype)
+    build_s = time.perf_counter() - t0
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.cat(
+        [
+            torch.tensor([1]),
+            torch.randint(3, 30000, (40,), generator=gen),
+            torch.full((n_image,), VOCAB - 1),
+            torch.randint(3, 30000, (25,), generator=gen),
+        ]
+    )
+    pv = torch.randn(1, 3, 224, 224, generator=gen)
+    lm_bytes = sum(
+        p.numel() * p.element_size() for n, p in model.named_parameters() if "vision" not in n
+    )
+    on_gpu = dev.startswith("cuda")
+    name = torch.cuda.get_device_name() if on_gpu else f"CPU ({torch.get_num_threads()} threads)"
+    print(
+        f"device: {name} ({os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.2f})  "
+        f"torch {torch.__version__}  transformers {transformers.__version__}"
+    )
+    print(
+        f"shape {args.shape} {args.dtype}: LM weights {lm_bytes / 1e9:.2f} GB (built in "
+        f"{build_s:.1f} s); prompt {prompt.numel()} tokens ({n_image} image)"
+    )
+    if on_gpu:
+        print(f"bandwidth limit: {args.bandwidth / lm_bytes:.1f} tokens/s")
+
+    def own(n: int, graphs: bool, on_token: Any = None) -> list[int]:
+        out = generate(
+            model, [prompt], pv, stop_token_ids=[-1], max_new_tokens=n, cuda_graphs=graphs,
+            banned_token_ids=[VOCAB - 1], on_token=on_token, return_hidden=True,
+        )  # fmt: skip
+        return out[0].new_tokens.tolist()
+
+    def hf(n: int) -> None:
+        model.generate(
+            input_ids=prompt[None].to(dev), pixel_values=pv.to(dev, dtype), max_new_tokens=n,
+            min_new_tokens=n, do_sample=False, num_beams=1,
+        )  # fmt: skip
+
+    def row(label: str, seconds: float, n: int, extra: str = "") -> None:
+        print(f"{label:<48} {seconds * 1e3:9.1f} ms  {n / seconds:8.1f} tokens/s  {extra}")
+
+    n, slow = args.new_tokens, args.slow_tokens
+    if on_gpu:
+        sync(dev)
+        t0 = time.perf_counter()
+        own(n, True)
+        sync(dev)
+        print(
+            f"first graphed call (prefill, capture, {n} tokens): {time.perf_counter() - t0:.2f} s"
+        )
+    t_graph = timed(lambda: own(n, on_gpu), dev, args.repeats)
+    t_one = timed(lambda: own(1, on_gpu), dev, args.repeats)
+    step = (t_graph - t_one) / (n - 1)
+    label = "own loop, static cache + CUDA graph" if on_gpu else "own loop, static cache"
+    row(
+        f"{label}, {n} tokens",
+        t_graph,
+        n,
+        f"(decode step {step * 1e3:.2f} ms = {1 / step:.1f} tok/s)",
+    )
+    streamed: list[int] = []
+    t_stream = timed(lambda: own(n, on_gpu, lambda t: streamed.append(int(t[0]))), dev, 1)
+    row(f"{label} + on_token stream, {n} tokens", t_stream, n)
+    if on_gpu:
+        t_eager = timed(lambda: own(slow, False), dev, max(1, args.repeats - 1))
+        row(f"own loop, static cache, eager, {slow} tokens", t_eager, slow)
+        same = own(slow, True) == own(slow, False)
+        print(f"graphed tokens == eager tokens ({slow}): {same}")
+    t_hf = timed(lambda: hf(slow), dev, max(1, args.repeats - 1))
+    row(f"HF generate (dynamic cache), {slow} tokens", t_hf, slow)
+    if on_gpu:
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+
+
+if __name__ == "__main__":
+    main()
