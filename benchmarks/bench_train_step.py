@@ -51,9 +51,14 @@ def main() -> None:
     parser.add_argument("--shape", choices=["tiny", "7b", "13b"], default="tiny")
     parser.add_argument("--batch", type=int, default=8, help="conversations per step (7b/13b)")
     parser.add_argument("--device", default="cuda", help="device of the 7b/13b shapes")
+    parser.add_argument("--choices", default=",".join(CHOICES), help="7b/13b: which lines to run")
     args = parser.parse_args()
     if args.shape != "tiny":
-        full_size(args.shape, args.batch, args.steps, torch.device(args.device))
+        choices = args.choices.split(",")
+        unknown = sorted(set(choices) - set(CHOICES))
+        if unknown:
+            parser.error(f"unknown --choices {unknown}; known: {', '.join(CHOICES)}")
+        full_size(args.shape, args.batch, args.steps, torch.device(args.device), choices)
         return
 
     from partonomy.config import from_dict, to_dict
@@ -160,7 +165,13 @@ def _gpu_time(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def full_size(shape: str, batch: int, steps: int, device: torch.device) -> None:
+CHOICES = ("recipe", "sam", "all_rows", "checkpointing", "eager_attention", "grouped",
+           "fused_adam", "liger", "best", "cross_entropy")  # fmt: skip
+
+
+def full_size(
+    shape: str, batch: int, steps: int, device: torch.device, choices: Sequence[str] = CHOICES
+) -> None:
     """Every speed choice of the training step at the 7B / 13B shape (module docstring)."""
     import transformers
     from bench_plum_e2e import PLUM_HEADS, SHAPES
@@ -187,6 +198,7 @@ def full_size(shape: str, batch: int, steps: int, device: torch.device) -> None:
     print(f"device: {torch.cuda.get_device_name(device)} ({os.cpu_count()} CPU cores, load "
           f"{os.getloadavg()[0]:.2f})  torch {torch.__version__}  transformers "
           f"{transformers.__version__}")  # fmt: skip
+    print(f"PYTORCH_CUDA_ALLOC_CONF={os.environ.get('PYTORCH_CUDA_ALLOC_CONF', '')!r}")
     print(f"plum {shape} bf16: {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B params, "
           f"{sum(p.numel() for p in params) / 1e6:.1f}M trainable in {len(names)} tensors "
           f"(peft LoRA r8 on q/v, lm_head, new embedding rows, SAM decoder, span modules); "
@@ -235,9 +247,9 @@ def full_size(shape: str, batch: int, steps: int, device: torch.device) -> None:
             tokens = statistics.mean(float(b.attention_mask.sum()) for b in batches[1:])
             sec = statistics.median(times)
             peak = torch.cuda.max_memory_allocated(device) / 2**30
-            print(
-                f"{label:<58} {sec * 1e3:7.0f} ms  {tokens / sec:6.0f} tok/s  peak {peak:5.1f} GiB"
-            )
+            retries = torch.cuda.memory_stats(device).get("num_alloc_retries", 0)
+            print(f"{label:<58} {sec * 1e3:7.0f} ms  {tokens / sec:6.0f} tok/s  peak {peak:5.1f} "
+                  f"GiB, {retries} allocator retries so far")  # fmt: skip
         except torch.cuda.OutOfMemoryError:
             print(f"{label:<58} out of memory")
         except Exception as err:  # one failing choice must not cost the other measurements
@@ -247,31 +259,53 @@ def full_size(shape: str, batch: int, steps: int, device: torch.device) -> None:
         gc.collect()
         torch.cuda.empty_cache()
 
-    measure("recipe: cached SAM embeddings, labelled logit rows, SDPA")
-    measure("  SAM encoder in the step, every logit row (issue 12)", cached=False, lm_rows="all")
-    measure("  every logit row", lm_rows="all")
-    model.llava.gradient_checkpointing_enable(
-        gradient_checkpointing_kwargs={"use_reentrant": False}
-    )
-    measure("  gradient checkpointing")
-    model.llava.gradient_checkpointing_disable()
-    model.llava.set_attn_implementation("eager")
-    measure("  eager attention instead of SDPA")
-    model.llava.set_attn_implementation("sdpa")
-    measure("  length-grouped batches (less padding)", order="grouped")
-    measure("  fused AdamW (recipe: foreach=False)", fused_adam=True)
-    try:
-        from liger_kernel.transformers import apply_liger_kernel_to_llama
+    if "recipe" in choices:
+        measure("recipe: cached SAM embeddings, labelled logit rows, SDPA")
+    if "sam" in choices:
+        measure(
+            "  SAM encoder in the step, every logit row (issue 12)", cached=False, lm_rows="all"
+        )
+    if "all_rows" in choices:
+        measure("  every logit row", lm_rows="all")
+    llava = model.llava
+    switches = {
+        "checkpointing": ("  gradient checkpointing",
+                          lambda: llava.gradient_checkpointing_enable(
+                              gradient_checkpointing_kwargs={"use_reentrant": False}),
+                          llava.gradient_checkpointing_disable),
+        "eager_attention": ("  eager attention instead of SDPA",
+                            lambda: llava.set_attn_implementation("eager"),
+                            lambda: llava.set_attn_implementation("sdpa")),
+    }  # fmt: skip
+    for choice, (label, on, off) in switches.items():
+        if choice in choices:
+            try:
+                on()
+                measure(label)
+            except Exception as err:
+                print(f"{label:<58} failed: {type(err).__name__}: {err}")
+            off()
+    if "grouped" in choices:
+        measure("  length-grouped batches (less padding)", order="grouped")
+    if "fused_adam" in choices:
+        measure("  fused AdamW (recipe: foreach=False)", fused_adam=True)
+    if "liger" in choices or "best" in choices:
+        try:
+            from liger_kernel.transformers import apply_liger_kernel_to_llama
 
-        apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
-                                    fused_linear_cross_entropy=False,
-                                    model=model.llava.model.language_model)  # fmt: skip
-    except Exception as err:  # optional package
-        print(f"liger-kernel unavailable: {type(err).__name__}: {err}")
-    else:
-        measure("  Liger RMSNorm + SwiGLU + RoPE kernels")
-        measure("  Liger kernels + length-grouped + fused AdamW", order="grouped", fused_adam=True)
-    _cross_entropy_choices(model, data[("random", 1)][0], device)
+            apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True,
+                                        cross_entropy=False, fused_linear_cross_entropy=False,
+                                        model=llava.model.language_model)  # fmt: skip
+        except Exception as err:  # optional package
+            print(f"liger-kernel unavailable: {type(err).__name__}: {err}")
+        else:
+            if "liger" in choices:
+                measure("  Liger RMSNorm + SwiGLU + RoPE kernels")
+            if "best" in choices:
+                measure("  Liger kernels + length-grouped + fused AdamW", order="grouped",
+                        fused_adam=True)  # fmt: skip
+    if "cross_entropy" in choices:
+        _cross_entropy_choices(model, data[("random", 1)][0], device)
 
 
 def _cross_entropy_choices(model: Any, batch: Any, device: torch.device) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from torch import nn
 from transformers import StaticCache
 from transformers.cache_utils import StaticLayer
 
+from partonomy.models.core.fused_kernels import liger_kernels, self_test, supports, swapped_kernels
 from partonomy.models.core.scoring import base_and_head, cache_kwargs
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ def generate(
     on_token: Callable[[torch.Tensor], None] | None = None,
     banned_token_ids: Sequence[int] = (),
     cuda_graphs: bool | None = None,
+    fused_kernels: bool | None = None,
 ) -> list[Generation]:
     """Greedy-decode one answer per prompt.
 
@@ -120,6 +123,10 @@ def generate(
             device). The capture happens at the first call for a batch size and cache length
             and costs about one step; later calls of the same shape replay it (see
             :class:`StaticDecoder`).
+        fused_kernels: capture the graph with ``liger-kernel``'s fused RMSNorm, SwiGLU and
+            rotary kernels swapped in (:mod:`~partonomy.models.core.fused_kernels`; the model
+            itself is left as it was). None: when the package is installed and the model is
+            LLaMA-shaped. Graphed decoding only.
 
     Returns:
         One :class:`Generation` per prompt, in order.
@@ -144,6 +151,7 @@ def generate(
     ids, mask = _left_pad(prompts, pad_token_id, device)
     batch, width = ids.shape
     length = _bucket(width + max_new_tokens)
+    graphs = device.type == "cuda" if cuda_graphs is None else cuda_graphs
     key = DecoderKey(
         batch=batch,
         length=length,
@@ -152,6 +160,7 @@ def generate(
         pad=pad_token_id,
         weight=weight.data_ptr(),
         inference_mode=torch.is_inference_mode_enabled(),
+        fused=graphs and device.type == "cuda" and fused_kernels is not False,
     )
     decoder = StaticDecoder.of(lm, key)
     if decoder is None:  # a sliding-window or hybrid cache: HF knows its masks, we do not
@@ -177,7 +186,8 @@ def generate(
         for r, e in enumerate(prompt_embeds):  # left-padded like the ids
             embeds[r, width - e.shape[0] :] = e.to(device, weight.dtype)
         first = {"inputs_embeds": embeds}
-    graphs = device.type == "cuda" if cuda_graphs is None else cuda_graphs
+    if fused_kernels and decoder.kernels is None:
+        logger.warning("fused_kernels asked, but liger-kernel is unavailable or unsuited here")
     prompt_hidden = decoder.prefill(first, mask, max_new_tokens)
     tokens, steps = decoder.run(max_new_tokens, return_hidden, on_token, graphs)
     return _results(prompts, tokens, prompt_hidden, decoder, steps, key.stops, return_hidden)
@@ -213,6 +223,7 @@ class DecoderKey:
     pad: int
     weight: int  # data_ptr of the output head's weight: a moved model invalidates the graph
     inference_mode: bool  # tensors made under inference mode cannot be updated outside it
+    fused: bool  # capture with fused kernels if they are available
 
 
 class DecoderSlot:
@@ -286,6 +297,11 @@ class StaticDecoder:
         self.shut_column = torch.full((b,), self.blocked, dtype=dtype, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.capture_failed = False
+        self.kernels = liger_kernels() if key.fused else None
+        if self.kernels is not None and not (
+            supports(self.text) and self_test(self.kernels, device, dtype)
+        ):
+            self.kernels = None
 
     @classmethod
     def of(cls, lm: nn.Module, key: DecoderKey) -> StaticDecoder | None:
@@ -360,27 +376,29 @@ class StaticDecoder:
         self.slot += 1
 
     def _advance(self, graphs: bool) -> None:
-        """One decoding step: replayed, captured (the first time, after an eager warm-up step
-        that counts as this step), or eager."""
-        if self.graph is not None:
-            self.graph.replay()
-            return
+        """One decoding step: eager (``graphs`` False, a CPU, or a failed capture), replayed, or
+        captured (the first time, after an eager warm-up step that counts as this step)."""
         if not graphs or self.device.type != "cuda" or self.capture_failed:
             self._step()
             return
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            self._step()
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(graph):
-                self._step()  # recorded, not run: the state is as the warm-up step left it
-        except RuntimeError as err:  # a model whose step syncs with the host: stay eager
-            logger.warning("decoding step not capturable in a CUDA graph (%s); running eager", err)
-            self.capture_failed = True
+        if self.graph is not None:
+            self.graph.replay()
             return
+        fused = nullcontext() if self.kernels is None else swapped_kernels(self.text, self.kernels)
+        with fused:  # the graph keeps the fused kernels; the model gets its own back
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self._step()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    self._step()  # recorded, not run: the state is as the warm-up step left it
+            except RuntimeError as err:  # a model whose step syncs with the host: stay eager
+                logger.warning("decoding step not capturable as a CUDA graph (%s): eager", err)
+                self.capture_failed = True
+                return
         self.graph = graph
 
     # ----------------------------------------------------------------------------- host side
