@@ -15,6 +15,7 @@ from transformers import LlavaForConditionalGeneration
 
 from partonomy.models.core.fused_kernels import (
     DecoderKernels,
+    model_sizes,
     reference_kernels,
     self_test,
     supports,
@@ -46,7 +47,7 @@ def test_swapped_kernels_give_the_same_outputs_and_are_undone(
     lm: LlavaForConditionalGeneration,
 ) -> None:
     text = lm.model.language_model
-    assert supports(text)
+    assert supports(text) and model_sizes(text) == (32, 64, 4, 2, 8)
     ids = torch.tensor([[1, 10, 11, 12, 13, 14]])
     with torch.no_grad():
         plain = text(input_ids=ids).last_hidden_state
@@ -74,6 +75,7 @@ def test_swap_is_undone_after_an_error(lm: LlavaForConditionalGeneration) -> Non
 def test_self_test_rejects_a_wrong_kernel() -> None:
     good = reference_kernels()
     assert self_test(good, torch.device("cpu"), torch.float32)
+    assert self_test(good, torch.device("cpu"), torch.bfloat16, (40, 24, 4, 2, 8))
     bad = DecoderKernels(rms_norm=good.rms_norm, swiglu=lambda a, b: a * b, rope=good.rope)
     assert not self_test(bad, torch.device("cpu"), torch.float32)
 

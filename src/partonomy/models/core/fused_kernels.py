@@ -85,6 +85,15 @@ def supports(text_model: nn.Module) -> bool:
     return _is_rms_norm(getattr(text_model, "norm", None))
 
 
+def model_sizes(text_model: nn.Module) -> tuple[int, int, int, int, int]:
+    """(hidden, MLP width, query heads, key/value heads, head dim) of a :func:`supports` model."""
+    cfg: Any = text_model.config
+    heads = int(cfg.num_attention_heads)
+    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+    kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
+    return int(cfg.hidden_size), int(cfg.intermediate_size), heads, kv_heads, head_dim
+
+
 def _is_rms_norm(module: Any) -> bool:
     return (
         isinstance(module, nn.Module)
@@ -117,17 +126,28 @@ def reference_kernels() -> DecoderKernels:
     return DecoderKernels(rms_norm=rms_norm, swiglu=lambda a, b: F.silu(a) * b, rope=rope)
 
 
-def self_test(kernels: DecoderKernels, device: torch.device, dtype: torch.dtype) -> bool:
-    """Run ``kernels`` once on small inputs against :func:`reference_kernels` (this also compiles
-    them); False, with a logged warning, if one fails or differs beyond dtype tolerance."""
+def self_test(
+    kernels: DecoderKernels,
+    device: torch.device,
+    dtype: torch.dtype,
+    sizes: tuple[int, int, int, int, int] = (64, 96, 4, 2, 32),
+) -> bool:
+    """Run ``kernels`` once on one-token inputs against :func:`reference_kernels`; False, with a
+    logged warning, if one fails or differs beyond dtype tolerance.
+
+    ``sizes`` = (hidden, MLP width, query heads, key/value heads, head dim): give the model's, so
+    that the (Triton) kernels compiled here are the ones its decoding step reuses.
+    """
     ref = reference_kernels()
     gen = torch.Generator(device="cpu").manual_seed(0)
 
     def rand(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=gen).to(device, dtype)
 
-    x, w, a, b = rand(2, 3, 64), rand(64), rand(2, 3, 96), rand(2, 3, 96)
-    q, k, angle = rand(2, 4, 3, 32), rand(2, 2, 3, 32), rand(2, 3, 16).float()
+    hidden, inter, heads, kv_heads, head_dim = sizes
+    x, w, a, b = rand(1, 1, hidden), rand(hidden), rand(1, 1, inter), rand(1, 1, inter)
+    q, k = rand(1, heads, 1, head_dim), rand(1, kv_heads, 1, head_dim)
+    angle = rand(1, 1, head_dim // 2).float()
     cos = torch.cat([angle.cos()] * 2, -1).to(dtype)
     sin = torch.cat([angle.sin()] * 2, -1).to(dtype)
     tol = 1e-5 if dtype == torch.float32 else 2e-2

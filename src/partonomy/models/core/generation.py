@@ -27,7 +27,13 @@ from torch import nn
 from transformers import StaticCache
 from transformers.cache_utils import StaticLayer
 
-from partonomy.models.core.fused_kernels import liger_kernels, self_test, supports, swapped_kernels
+from partonomy.models.core.fused_kernels import (
+    liger_kernels,
+    model_sizes,
+    self_test,
+    supports,
+    swapped_kernels,
+)
 from partonomy.models.core.scoring import base_and_head, cache_kwargs
 
 logger = logging.getLogger(__name__)
@@ -299,7 +305,7 @@ class StaticDecoder:
         self.capture_failed = False
         self.kernels = liger_kernels() if key.fused else None
         if self.kernels is not None and not (
-            supports(self.text) and self_test(self.kernels, device, dtype)
+            supports(self.text) and self_test(self.kernels, device, dtype, model_sizes(self.text))
         ):
             self.kernels = None
 
