@@ -22,6 +22,9 @@ Usage::
     .venv/bin/python benchmarks/bench_train_step.py                 # tiny, torch's default threads
     .venv/bin/python benchmarks/bench_train_step.py --threads 1 --set model.use_feedback=false
     python benchmarks/bench_train_step.py --shape 13b               # one GPU, every choice
+    python benchmarks/bench_train_step.py --shape 13b --choices recipe,best --steps 2
+
+``liger-kernel`` is optional: its lines are skipped (with a note) when it is not installed.
 """
 
 from __future__ import annotations
