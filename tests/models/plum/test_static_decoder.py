@@ -4,6 +4,7 @@ GPU) the CUDA-graph replay giving the eager loop's tokens."""
 from __future__ import annotations
 
 import copy
+import pickle
 
 import pytest
 import torch
@@ -62,6 +63,8 @@ def test_copies_of_the_model_start_without_a_decoder(lm: LlavaForConditionalGene
     assert _decoder(lm) is not None
     twin = copy.deepcopy(lm)
     assert _decoder(twin) is None
+    slot = pickle.loads(pickle.dumps(lm.__dict__[DecoderSlot.ATTRIBUTE]))
+    assert isinstance(slot, DecoderSlot) and slot.decoder is None
     assert generate(twin, prompts, pv, stop_token_ids=[2], max_new_tokens=4)[
         0
     ].sequence.tolist() == (out.sequence.tolist())

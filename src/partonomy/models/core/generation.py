@@ -235,8 +235,8 @@ class DecoderKey:
 class DecoderSlot:
     """Where a model keeps its last :class:`StaticDecoder` (attribute ``_partonomy_decoder``).
 
-    A copy of the model gets an empty slot: a CUDA graph cannot be copied, and the copy's weights
-    live elsewhere anyway.
+    A copy (or a pickled model) gets an empty slot: a CUDA graph cannot be copied, and the copy's
+    weights live elsewhere anyway.
     """
 
     ATTRIBUTE = "_partonomy_decoder"
@@ -246,6 +246,12 @@ class DecoderSlot:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> DecoderSlot:
         return DecoderSlot()
+
+    def __getstate__(self) -> dict[str, Any]:  # pickling (e.g. torch.save of a whole model)
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.decoder = None
 
 
 def release_decoder(lm: nn.Module) -> None:
