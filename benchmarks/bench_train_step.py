@@ -69,7 +69,7 @@ def main() -> None:
     from partonomy.io.descriptor import load_descriptor
     from partonomy.io.graph import load_graph
     from partonomy.io.qa_pairs import save_qa_pairs
-    from partonomy.models.plum.losses import lm_loss, plum_loss
+    from partonomy.models.core.losses import compute_losses, lm_loss
     from partonomy.qa.generate import generate_qa
     from partonomy.training.config import load_train_config
     from partonomy.training.quickstart import QUICKSTART_WORLD
@@ -94,10 +94,11 @@ def main() -> None:
         model, opt = recipe.model, recipe.optimizer
         batches = [recipe.next_batch() for _ in range(args.steps + 2)]
 
-        def full(b):  # type: ignore[no-untyped-def]
-            out = model(b, span_source="target")
-            loss = plum_loss(out, b, recipe.weights, seg_loss=cfg.loss.seg_loss,
-                             dice_scale=cfg.loss.dice_scale)  # fmt: skip
+        def full(b):  # type: ignore[no-untyped-def]  # the recipe's step
+            out = model(b, span_source="target", lm_rows="labelled")
+            loss = compute_losses(recipe.loss_terms, recipe.weights, out, b,
+                                  seg_loss=cfg.loss.seg_loss,
+                                  dice_scale=cfg.loss.dice_scale)  # fmt: skip
             loss.total.backward()
             opt.step()
             opt.zero_grad()
