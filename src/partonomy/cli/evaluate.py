@@ -2,15 +2,22 @@
 
 The default task, ``partonomy`` (DATA = a QA.json), calls :func:`partonomy.eval.harness.run_eval`
 and prints the paper's Tables 2 and 3 (:func:`partonomy.eval.report.render_tables`); semantics:
-``docs/evaluation.md``. Other tasks (``partonomy ls tasks``; DATA = their official files) call
+``docs/evaluation.md``. ``--num-processes N`` shards the questions over N processes (one per GPU,
+launched through accelerate; :mod:`partonomy.eval.sharding`). Other tasks (``partonomy ls tasks``; DATA = their official files) call
 :func:`partonomy.tasks.harness.run_task_eval` (``docs/tasks.md``).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from partonomy.errors import ConfigError
 
 from partonomy.cli.score import (
     build_task_options,
@@ -18,6 +25,9 @@ from partonomy.cli.score import (
     scoring_options,
     task_options,
 )
+
+if TYPE_CHECKING:
+    from partonomy.eval.sharding import Shard
 
 
 @click.command(name="eval")
@@ -69,6 +79,14 @@ from partonomy.cli.score import (
     help="Also draw the first N questions' masks beside the ground truth into OUT/examples.png.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--num-processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Shard the questions over this many processes (one per GPU, through accelerate); "
+    "results.json is identical to one process's.",
+)
 @task_options
 def command(
     qa_file: Path,
@@ -85,12 +103,24 @@ def command(
     method: str | None,
     examples: int,
     no_progress: bool,
+    num_processes: int,
     task: str,
     splits: tuple[str, ...],
     rule: str,
 ) -> None:
     """Evaluate a model on DATA (a QA.json, or a task's files); rerun the same command to resume."""
     from partonomy.eval.harness import EvalConfig, parse_model_options, run_eval
+    from partonomy.eval.sharding import current_shard
+
+    if num_processes > 1 and "WORLD_SIZE" not in os.environ:
+        _launch(num_processes)
+        return
+    shard = current_shard()
+    if num_processes > 1 and shard.world != num_processes:
+        raise ConfigError(
+            f"--num-processes {num_processes}, but the launcher started {shard.world} process(es); "
+            "drop --num-processes under torchrun / accelerate launch"
+        )
 
     if task != "partonomy":
         _run_task(
@@ -106,6 +136,7 @@ def command(
             build_task_options(task, splits, rule, missing, matching, limit, image_root),
             strict=strict,
             examples=examples,
+            shard=shard,
         )
         return
     check_partonomy_flags(splits, rule)
@@ -125,7 +156,9 @@ def command(
         overwrite=overwrite,
         progress=not no_progress,
     )
-    outcome = run_eval(cfg)
+    outcome = run_eval(cfg, shard=shard)
+    if not shard.is_main:
+        return
     click.echo(render_tables(outcome.results, method=method or model))
     click.echo(
         f"{outcome.n_questions} questions: {outcome.n_resumed} resumed, "
@@ -162,8 +195,8 @@ def _run_task(
     *,
     strict: bool,
     examples: int,
+    shard: Shard,
 ) -> None:
-    from partonomy.errors import ConfigError
     from partonomy.eval.harness import parse_model_options
     from partonomy.tasks.harness import TaskEvalConfig, get_task, run_task_eval
     from partonomy.tasks.report import render_task_results
@@ -182,9 +215,36 @@ def _run_task(
         overwrite=overwrite,
         progress=not no_progress,
     )
-    outcome = run_task_eval(cfg)
+    outcome = run_task_eval(cfg, shard=shard)
+    if not shard.is_main:
+        return
     click.echo(render_task_results(outcome.results, method or model))
     click.echo(
         f"{outcome.n_questions} questions: {outcome.n_resumed} resumed, "
         f"{outcome.n_computed} computed; wrote {outcome.out_dir / 'results.json'}"
     )
+
+
+def _launch(num_processes: int) -> None:
+    """Run this same command in ``num_processes`` processes (accelerate / torchrun) and exit
+    with their status. The command line is this process's, minus ``--num-processes``."""
+    import torch
+
+    from partonomy.eval.sharding import launch_command
+
+    argv = list(sys.argv[1:])
+    if "eval" not in argv:
+        raise ConfigError("--num-processes works from the `partonomy eval` command line only")
+    argv = argv[argv.index("eval") :]
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--num-processes":
+            skip = True
+        elif not arg.startswith("--num-processes="):
+            kept.append(arg)
+    cmd = launch_command(num_processes, kept, gpus=torch.cuda.device_count())
+    click.echo(f"launching {num_processes} processes: {' '.join(cmd)}", err=True)
+    sys.exit(subprocess.run(cmd, check=False).returncode)

@@ -4,7 +4,7 @@ Examples::
 
     partonomy train configs/tiny_synth.yaml run_dir=runs/tiny max_steps=50
     partonomy train configs/plum_stage2_13b.yaml resume=auto          # continue a stopped run
-    torchrun --nproc_per_node 8 -m partonomy.cli.main train configs/plum_stage1_13b.yaml
+    torchrun --nproc_per_node 8 -m partonomy train configs/plum_stage1_13b.yaml
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ model options or a different QA file (by content) in the same directory is refus
 ``image_root`` may change between runs: results are always re-scored from the predictions of the
 first ``limit`` questions.
 
+Sharded runs (``--num-processes N``: each process predicts a block of whole batches into its own
+file, rank 0 merges them in file order) follow :mod:`partonomy.eval.sharding`; their
+``results.json`` is byte-identical to a single process's.
+
 Model outputs are checked before they are written (:mod:`partonomy.eval.answers`): a wrong number
 of scores, a NaN, or a mask of the wrong shape or dtype is a :class:`ModelOutputError` naming the
 model and the question.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +62,7 @@ from partonomy.eval.run_dir import (
     locked_out_dir,
     prepare_out_dir,
 )
+from partonomy.eval.sharding import Shard, merge_shards
 from partonomy.io.atomic import JsonlAppender, atomic_write_json
 from partonomy.io.predictions import Prediction
 from partonomy.io.qa_pairs import QAPair, load_qa_pairs
@@ -259,16 +265,22 @@ def score_run(
     )
 
 
-def run_eval(cfg: EvalConfig, *, model: GroundingModel | None = None) -> EvalOutcome:
+def run_eval(
+    cfg: EvalConfig, *, model: GroundingModel | None = None, shard: Shard | None = None
+) -> EvalOutcome:
     """Evaluate a model on a QA file, resuming an earlier run in ``cfg.out`` if there is one.
 
     Args:
         cfg: the run (see :class:`EvalConfig`).
         model: an already-built model to use instead of building ``cfg.model`` from the
             registry (``cfg.model`` still names it in config.json and in errors).
+        shard: this process's share of a sharded run (:mod:`partonomy.eval.sharding`); None is
+            a single process. Every process of a sharded run calls this with the same ``cfg``.
 
     Returns:
         The results (also in ``out/results.json``) and how many questions were resumed/computed.
+        In a sharded run only rank 0 scores: the other ranks return empty ``results`` and count
+        only their own questions in ``n_computed``.
 
     Raises:
         FormatError: a malformed QA file, a missing or corrupt image, a mask size mismatch
@@ -276,6 +288,7 @@ def run_eval(cfg: EvalConfig, *, model: GroundingModel | None = None) -> EvalOut
         ConfigError: ``out`` holds a different run (without ``overwrite``); bad model options.
         ModelOutputError: the model broke the protocol (nothing of that batch is written).
     """
+    shard = shard or Shard()
     qa_path = Path(cfg.qa_file)
     out = Path(cfg.out)
     records = load_qa_pairs(qa_path)
@@ -285,19 +298,44 @@ def run_eval(cfg: EvalConfig, *, model: GroundingModel | None = None) -> EvalOut
 
         MODELS.get(cfg.model)  # fail on a typo before any file is touched
     prepared = _prepare_records(cfg, qa_path, selection)
-    with locked_out_dir(out):
-        prepare_out_dir(out, _run_config(cfg, qa_path, file_sha256(qa_path)), cfg.overwrite)
+    predictions_path = out / PREDICTIONS_FILE
+    known = {qa.question_id for qa in records}
 
-        predictions_path = out / PREDICTIONS_FILE
-        done = load_done(predictions_path, {qa.question_id for qa in records})
+    def read(path: Path) -> dict[str, Prediction]:
+        return load_done(path, known)
+
+    order = [qa.question_id for qa in records]
+    with locked_out_dir(out) if shard.is_main else nullcontext():
+        if shard.is_main:
+            prepare_out_dir(out, _run_config(cfg, qa_path, file_sha256(qa_path)), cfg.overwrite)
+            merge_shards(out, predictions_path, order, read)  # a killed sharded run's lines
+        shard.barrier()  # the directory is checked and holds every finished line
+
+        done = read(predictions_path)
         pending = [p for p in prepared if p.qa.question_id not in done]
         n_resumed = len(prepared) - len(pending)
-        if pending:
+        mine = [p for batch in shard.batches(pending, cfg.batch_size) for p in batch]
+        if pending and shard.is_main:
             # results.json only ever describes a finished run
             (out / RESULTS_FILE).unlink(missing_ok=True)
+        if mine:
             if model is None:
                 model = build_model(cfg.model, cfg.model_options)
-            _predict_all(cfg, model, pending, n_resumed, len(prepared), predictions_path, done)
+            _predict_all(
+                cfg,
+                model,
+                mine,
+                n_resumed if shard.world == 1 else 0,
+                len(prepared) if shard.world == 1 else len(mine),
+                shard.predictions_file(out, predictions_path),
+                done,
+                progress=cfg.progress and shard.is_main,
+            )
+        shard.barrier()  # every shard file is complete
+        if not shard.is_main:
+            return EvalOutcome({}, out, len(prepared), n_resumed, len(mine))
+        if merge_shards(out, predictions_path, order, read):
+            done = read(predictions_path)
 
         selected = {p.qa.question_id for p in prepared}
         results = score_run(
@@ -320,6 +358,8 @@ def _predict_all(
     n_total: int,
     predictions_path: Path,
     done: dict[str, Prediction],
+    *,
+    progress: bool,
 ) -> None:
     """Predict every pending question in batches, appending one line per question."""
     from tqdm import tqdm
@@ -333,7 +373,7 @@ def _predict_all(
             initial=n_resumed,
             desc=f"eval {cfg.model}",
             unit="q",
-            disable=not cfg.progress,
+            disable=not progress,
         ) as bar,
     ):
         for batch in _batches(pending, cfg.batch_size):

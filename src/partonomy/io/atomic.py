@@ -67,6 +67,11 @@ def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> 
         handle.write("\n")
 
 
+def jsonl_line(record: dict[str, Any]) -> bytes:
+    """One record as the UTF-8 bytes of a JSON-lines line (compact, newline-terminated)."""
+    return (json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
 class JsonlAppender:
     """Append JSON records to a ``.jsonl`` file, one fsynced line each.
 
@@ -101,8 +106,7 @@ class JsonlAppender:
         """Append one record as a single line and fsync it."""
         if self._handle is None:
             raise RuntimeError("JsonlAppender.write called before open()")
-        line = json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
-        self._handle.write(line.encode("utf-8"))
+        self._handle.write(jsonl_line(record))
         self._handle.flush()
         os.fsync(self._handle.fileno())
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from partonomy.eval.run_dir import (
     locked_out_dir,
     prepare_out_dir,
 )
+from partonomy.eval.sharding import Shard, merge_shards
 from partonomy.io import masks as mask_io
 from partonomy.io.atomic import JsonlAppender, atomic_write_json
 from partonomy.tasks.base import Sample, SegSample, TaskOptions, TaskSpec, VqaSample
@@ -169,19 +171,25 @@ def load_sample_image(sample: Sample, data: str | Path) -> np.ndarray:
     return image
 
 
-def run_task_eval(cfg: TaskEvalConfig, *, model: Any = None) -> EvalOutcome:
+def run_task_eval(
+    cfg: TaskEvalConfig, *, model: Any = None, shard: Shard | None = None
+) -> EvalOutcome:
     """Evaluate a model on a task, resuming an earlier run in ``cfg.out``.
 
     Args:
         cfg: the run.
         model: an already-built model (training's validation passes its own); else built from the
             registry by ``cfg.model``.
+        shard: this process's share of a sharded run (:mod:`partonomy.eval.sharding`: whole
+            batches per process, rank 0 merges in data order); None is a single process.
 
     Returns:
-        The results (also in ``out/results.json``) and how many questions were resumed / computed.
+        The results (also in ``out/results.json``) and how many questions were resumed / computed
+        (rank 0; the other ranks of a sharded run return empty results).
     """
     from tqdm import tqdm
 
+    shard = shard or Shard()
     task = get_task(cfg.task)
     if task.kind == "partonomy":
         raise ConfigError("the partonomy task runs through partonomy.eval.harness.run_eval")
@@ -208,37 +216,50 @@ def run_task_eval(cfg: TaskEvalConfig, *, model: Any = None) -> EvalOutcome:
         "batch_size": cfg.batch_size,
         "image_root": cfg.options.image_root,
     }
-    with locked_out_dir(out):
-        prepare_out_dir(out, run_config, cfg.overwrite)
-        predictions_path = out / PREDICTIONS_FILE
-        done = load_run_predictions(
-            predictions_path,
-            task.kind,  # type: ignore[arg-type]
-            {s.question_id for s in every},
-        )
+    predictions_path = out / PREDICTIONS_FILE
+    known = {s.question_id for s in every}
+    order = [s.question_id for s in every]
+
+    def read(path: Path) -> dict[str, TaskPrediction]:
+        return load_run_predictions(path, task.kind, known)  # type: ignore[arg-type]
+
+    with locked_out_dir(out) if shard.is_main else nullcontext():
+        if shard.is_main:
+            prepare_out_dir(out, run_config, cfg.overwrite)
+            merge_shards(out, predictions_path, order, read)  # a killed sharded run's lines
+        shard.barrier()
+        done = read(predictions_path)
         pending = [s for s in selection if s.question_id not in done]
         n_resumed = len(selection) - len(pending)
-        if pending:
+        batches = shard.batches(pending, cfg.batch_size)
+        n_mine = sum(len(b) for b in batches)
+        if pending and shard.is_main:
             (out / RESULTS_FILE).unlink(missing_ok=True)
+        if batches:
             if model is None:
                 model = build_model(cfg.model, cfg.model_options)
+            single = shard.world == 1
             with (
-                JsonlAppender(predictions_path) as appender,
+                JsonlAppender(shard.predictions_file(out, predictions_path)) as appender,
                 tqdm(
-                    total=len(selection),
-                    initial=n_resumed,
+                    total=len(selection) if single else n_mine,
+                    initial=n_resumed if single else 0,
                     desc=f"{task.name} {cfg.model}",
                     unit="q",
-                    disable=not cfg.progress,
+                    disable=not (cfg.progress and shard.is_main),
                 ) as bar,
             ):
-                for start in range(0, len(pending), cfg.batch_size):
-                    batch = pending[start : start + cfg.batch_size]
+                for batch in batches:
                     queries = [_query(task, s, load_sample_image(s, cfg.data)) for s in batch]
                     for pred in predict_batch(task, model, cfg.model, queries):
                         appender.write(pred.to_dict())
                         done[pred.question_id] = pred
                     bar.update(len(batch))
+        shard.barrier()
+        if not shard.is_main:
+            return EvalOutcome({}, out, len(selection), n_resumed, n_mine)
+        if merge_shards(out, predictions_path, order, read):
+            done = read(predictions_path)
         selected = {s.question_id for s in selection}
         results = score_task(
             task,
