@@ -2,9 +2,10 @@
 
 The default task, ``partonomy`` (DATA = a QA.json), calls :func:`partonomy.eval.harness.run_eval`
 and prints the paper's Tables 2 and 3 (:func:`partonomy.eval.report.render_tables`); semantics:
-``docs/evaluation.md``. ``--num-processes N`` shards the questions over N processes (one per GPU,
-launched through accelerate; :mod:`partonomy.eval.sharding`). Other tasks (``partonomy ls tasks``; DATA = their official files) call
-:func:`partonomy.tasks.harness.run_task_eval` (``docs/tasks.md``).
+``docs/evaluation.md``. Other tasks (``partonomy ls tasks``; DATA = their official files) call
+:func:`partonomy.tasks.harness.run_task_eval` (``docs/tasks.md``). ``--num-processes N`` shards the
+questions over N processes (one per GPU, launched through accelerate; see
+:mod:`partonomy.eval.sharding`).
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from partonomy.errors import ConfigError
-
 from partonomy.cli.score import (
     build_task_options,
     check_partonomy_flags,
     scoring_options,
     task_options,
 )
+from partonomy.errors import ConfigError
 
 if TYPE_CHECKING:
     from partonomy.eval.sharding import Shard
