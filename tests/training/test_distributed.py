@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from partonomy.errors import ConfigError
@@ -23,32 +24,79 @@ from partonomy.training.distributed import (
 from .conftest import tiny_train_overrides
 
 
-def test_two_process_gloo_smoke_run(synth_qa: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    cfg = tiny_train_overrides(synth_qa, run, max_steps=2, **{"checkpoint.every": 1})
-    config = tmp_path / "ddp.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+def _torchrun(config: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     # `accelerate launch --cpu --num_processes 2` silently runs one process; torchrun does not.
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--standalone", "-m", "partonomy.training", str(config),
+        "--standalone", "-m", "partonomy.training", str(config), *overrides,
     ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _curve(run: Path) -> list[dict[str, object]]:
+    """The logged records without their wall-clock time."""
+    return [
+        {k: v for k, v in r.items() if k != "time"}
+        for r in read_jsonl_tolerant(run / "train_log.jsonl")
+    ]
+
+
+def test_two_process_ddp_resumes_exactly_and_loads_into_eval(
+    synth_qa: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    cfg = tiny_train_overrides(synth_qa, run, max_steps=3, **{"checkpoint.every": 1})
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    proc = _torchrun(config)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "engine ddp, 2 process(es)" in proc.stderr
-    records = list(read_jsonl_tolerant(run / "train_log.jsonl"))
-    assert [r["step"] for r in records] == [1, 2]  # rank 0 logs once per step
+    straight = _curve(run)
+    assert [r["step"] for r in straight] == [1, 2, 3]  # rank 0 logs once per step
+    assert all(int(r["tokens"]) > 0 for r in straight)  # type: ignore[call-overload]
     final = run / "checkpoints" / "final"
     assert (final / "rng_rank0.pt").exists() and (final / "rng_rank1.pt").exists()
     assert ckpt.read_resume(final)["world_size"] == 2
-    assert ckpt.read_manifest(final).step == 2
-    assert ckpt.list_checkpoints(run / "checkpoints")[-1][0] == 1
+    assert ckpt.read_manifest(final).step == 3
+    assert [s for s, _ in ckpt.list_checkpoints(run / "checkpoints")] == [1, 2]
+
+    # Resume the step-1 checkpoint in a new run directory: steps 2 and 3 come out identical.
+    resumed_run = tmp_path / "resumed"
+    step1 = run / "checkpoints" / "step_000001"
+    proc = _torchrun(config, f"run_dir={resumed_run}", f"resume={step1}")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "resumed from" in proc.stderr
+    assert _curve(resumed_run) == straight[1:]
+
+    # The 2-process weights load into a single-process evaluation.
+    from safetensors.torch import load_file
+
+    from partonomy.eval.harness import EvalConfig, run_eval
+
+    model, _ = ckpt.load_checkpoint(final, merge_lora=False)
+    saved = load_file(str(final / ckpt.WEIGHTS))
+    params = dict(model.named_parameters())
+    lora = [k for k in saved if "lora_B" in k]
+    assert lora and all(torch.equal(params[k], saved[k]) for k in lora)
+    assert any(saved[k].abs().sum() > 0 for k in lora)  # trained: LoRA B starts at zero
+    outcome = run_eval(
+        EvalConfig(
+            model="plum",
+            qa_file=str(synth_qa),
+            out=str(tmp_path / "eval"),
+            model_options={"checkpoint": str(run), "device": "cpu"},
+            limit=2,
+            progress=False,
+        )
+    )
+    assert outcome.n_computed == 2 and outcome.results["overall"]["n_questions"] == 2
 
 
-def test_deepspeed_missing_is_a_clear_error() -> None:
-    if deepspeed_available():
-        pytest.skip("deepspeed is installed here; the error path cannot be exercised")
+def test_deepspeed_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import partonomy.training.distributed as distributed
+
+    monkeypatch.setattr(distributed, "deepspeed_available", lambda: False)
     with pytest.raises(ConfigError, match=r"pip install 'partonomy\[deepspeed\]'"):
         make_accelerator(
             DistributedConfig(engine="deepspeed_zero2"),

@@ -390,7 +390,10 @@ def load_checkpoint(
     manifest = read_manifest(ckpt)
     cfg = load_train_config(ckpt / CONFIG)
     resolve_relative_paths(cfg.model, ckpt)
-    model, processor = build_model(cfg)
+    # Built on the target device: no host copy of a large model, and a random backbone (one
+    # the checkpoint does not hold: save_base never) is initialised as in training on GPUs.
+    with torch.device(device):
+        model, processor = build_model(cfg)
     set_trainable(model, cfg.trainable, new_token_ids=processor_new_token_ids(processor))
     load_weights(model, ckpt, manifest)
     if merge_lora:

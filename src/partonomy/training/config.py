@@ -117,6 +117,10 @@ class TrainConfig:
         span_source: spans that select SAM prompts in training: the ground-truth BIO spans
             (``target``, as the original) or the tagger's predictions.
         cpu: run on CPU even if a GPU is present.
+        deterministic: ``torch.use_deterministic_algorithms`` (warn-only: ops without a
+            deterministic kernel, such as bilinear upsampling's backward on CUDA, still run) and
+            a fixed cuBLAS workspace, so that reruns and resumed runs give the same losses on
+            GPUs as far as the kernels allow. Slower; off by default.
         num_threads: intra-op CPU threads of torch in this process (None: torch's default).
             Tiny models are dominated by per-operation overhead, and with more threads than
             free cores OpenMP barriers can slow each step tenfold, so the tiny config uses 1.
@@ -136,6 +140,7 @@ class TrainConfig:
     init_from: str | None = None
     span_source: Literal["target", "predicted"] = "target"
     cpu: bool = False
+    deterministic: bool = False
     num_threads: int | None = None
     stop_after: int | None = None
     model: Any = None

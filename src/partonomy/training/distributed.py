@@ -84,7 +84,7 @@ def require_deepspeed() -> None:
 
 
 def _deepspeed_config(
-    cfg: DistributedConfig, *, grad_accum: int, micro_batch: int, clip: float, bf16: bool
+    cfg: DistributedConfig, *, grad_accum: int, micro_batch: int, clip: float
 ) -> dict[str, Any]:
     zero: dict[str, Any] = {
         "stage": 2,
@@ -96,12 +96,16 @@ def _deepspeed_config(
     }
     if cfg.deepspeed_offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    # DeepSpeed's own bf16 mode would cast the whole model (frozen backbones included) to bf16
+    # and keep fp32 copies of the trained parameters; here the trained parameters already are
+    # fp32 and the recipe runs the forward under torch's bf16 autocast (engine_autocast), the
+    # same numerics as the other engines.
     return {
         "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": grad_accum,
         "gradient_clipping": clip if clip > 0 else 0.0,
         "zero_optimization": zero,
-        "bf16": {"enabled": bf16},
+        "bf16": {"enabled": False},
         "fp16": {"enabled": False},
         # The optimiser and the schedule are ours (torch AdamW, stepped once per update).
         "zero_allow_untested_optimizer": True,
@@ -149,13 +153,10 @@ def make_accelerator(
 
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(
             hf_ds_config=_deepspeed_config(
-                cfg,
-                grad_accum=grad_accum,
-                micro_batch=micro_batch,
-                clip=max_grad_norm,
-                bf16=mixed == "bf16",
+                cfg, grad_accum=grad_accum, micro_batch=micro_batch, clip=max_grad_norm
             )
         )
+        kwargs["mixed_precision"] = "no"  # bf16 through engine_autocast (see _deepspeed_config)
     elif cfg.engine == "fsdp" and torch.cuda.is_available() and not cpu:
         from accelerate.utils import FullyShardedDataParallelPlugin
 
@@ -182,3 +183,24 @@ def engine_in_use(accelerator: Any) -> str:
     if accelerator.num_processes > 1:
         return "ddp"
     return "single"
+
+
+def distributed_fsdp(accelerator: Any) -> bool:
+    """Whether ``accelerator`` will wrap the model in FSDP (the fsdp engine on CUDA devices)."""
+    return engine_in_use(accelerator) == "fsdp"
+
+
+def engine_autocast(accelerator: Any, precision: Precision) -> Any:
+    """The context for a forward pass: bf16 autocast under DeepSpeed when the run is bf16.
+
+    accelerate wraps a DDP / FSDP / single-device model's forward in autocast itself (or FSDP
+    casts); under DeepSpeed it does not, and DeepSpeed's bf16 mode is off (``_deepspeed_config``),
+    so the recipe brings the autocast. Elsewhere a no-op context.
+    """
+    from contextlib import nullcontext
+
+    device = accelerator.device.type
+    bf16 = device != "cpu" and resolve_precision(precision) == "bf16"
+    if engine_in_use(accelerator) == "deepspeed" and bf16:
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+    return nullcontext()

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,12 @@ from partonomy.training import checkpoint as ckpt
 from partonomy.training.batches import Batches, touch_outputs
 from partonomy.training.config import TrainConfig, dump_train_config
 from partonomy.training.data import load_samples
-from partonomy.training.distributed import engine_in_use, make_accelerator
+from partonomy.training.distributed import (
+    distributed_fsdp,
+    engine_autocast,
+    engine_in_use,
+    make_accelerator,
+)
 from partonomy.training.model import build_model, random_init_backbone
 from partonomy.training.sampler import BatchPlan
 from partonomy.training.schedule import build_optimizer, build_scheduler
@@ -137,11 +144,26 @@ class TrainRecipe:
         if cfg.distributed.engine == "fsdp" and engine_in_use(acc) != "fsdp" and self.world > 1:
             log.warning("FSDP needs CUDA devices; running DDP on this machine instead")
         resume_from = self._resume_source()
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
 
+        # Built where it trains: no host copy of a 7B/13B model, and the random initialisation
+        # (seeded by model.seed) is the same in every process. The builders reseed every device,
+        # so this process's own seed (dropout) is set after the build.
+        with torch.device(acc.device):
+            model, self.processor = build_model(cfg)
         torch.manual_seed(cfg.seed + self.rank)
-        model, self.processor = build_model(cfg)
         self.new_token_ids = ckpt.processor_new_token_ids(self.processor)
         self.trainable = set_trainable(model, cfg.trainable, new_token_ids=self.new_token_ids)
+        # Trained parameters are fp32 master weights (bf16 compute comes from autocast or the
+        # engine's mixed precision); the frozen ones keep the config's dtype. FSDP flattens frozen
+        # and trained parameters of a layer into one buffer, which needs a single dtype: there
+        # the whole model is fp32 and FSDP's mixed precision all-gathers it in bf16.
+        uniform = cfg.distributed.engine == "fsdp" and distributed_fsdp(acc)
+        for name, param in model.named_parameters():
+            if (uniform or name in self.trainable) and param.dtype != torch.float32:
+                param.data = param.data.float()
         embed_name = EMBEDDING_PATH + ".weight"
         lm_full = cfg.trainable.language_model == "full"
         self.row_subsets: dict[str, list[int]] = (
@@ -351,13 +373,22 @@ class TrainRecipe:
                 sums = dict.fromkeys(self.log_terms, 0.0)
                 n_masks, grad_norm = 0, float("nan")
                 lr = self.scheduler.get_last_lr()[0]
+                tokens = 0
+                if acc.device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(acc.device)
                 for _ in range(cfg.grad_accum):
                     batch = self.next_batch()
+                    tokens += int(batch.attention_mask.sum())
                     with acc.accumulate(self.model):
-                        output = self.model(batch, span_source=cfg.span_source, lm_rows="labelled")
-                        teacher = (
-                            teacher_hidden_states(unwrapped, batch) if self.needs_teacher else None
-                        )
+                        with self.autocast():
+                            output = self.model(
+                                batch, span_source=cfg.span_source, lm_rows="labelled"
+                            )
+                            teacher = (
+                                teacher_hidden_states(unwrapped, batch)
+                                if self.needs_teacher
+                                else None
+                            )
                         losses = compute_losses(
                             self.loss_terms,
                             self.weights,
@@ -379,6 +410,7 @@ class TrainRecipe:
                 self.scheduler.step()  # once per optimiser step (the original stepped twice)
                 self.step += 1
                 means = self._reduce(sums)
+                usage = self._usage(tokens)
                 if not math.isfinite(means["total"]):
                     raise FloatingPointError(
                         f"step {self.step}: the loss is {means['total']} (lower optim.lr, or check "
@@ -392,6 +424,7 @@ class TrainRecipe:
                     "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
                     "epoch": round(self.plan.epoch_of(self.data_pos), 4),
                     "time": round(time.perf_counter() - start, 3),
+                    **usage,
                 }
                 if self.is_main:
                     records.append(record)
@@ -442,6 +475,27 @@ class TrainRecipe:
             seconds=time.perf_counter() - start,
         )
 
+    def autocast(self) -> Any:
+        """bf16 autocast where the engine does not bring its own (see ``engine_autocast``)."""
+        return engine_autocast(self.accelerator, self.cfg.precision)
+
+    def _usage(self, tokens: int) -> dict[str, Any]:
+        """``tokens``: LM tokens (attention-mask ones) of this step over all processes;
+        ``peak_mem_gib``: each process's peak allocated GPU memory during the step (GPUs only)."""
+        usage: dict[str, Any] = {"tokens": tokens}
+        cuda = self.accelerator.device.type == "cuda"
+        if self.world == 1:
+            if cuda:
+                usage["peak_mem_gib"] = [round(torch.cuda.max_memory_allocated() / 2**30, 2)]
+            return usage
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
+        local = torch.tensor([float(tokens), peak], device=self.accelerator.device)
+        gathered = self.accelerator.gather(local[None]).reshape(-1, 2).tolist()
+        usage["tokens"] = int(sum(row[0] for row in gathered))
+        if cuda:
+            usage["peak_mem_gib"] = [round(row[1], 2) for row in gathered]
+        return usage
+
     def _reduce(self, values: dict[str, float]) -> dict[str, float]:
         """Mean of each loss term over processes (identity for one process)."""
         if self.world == 1:
@@ -461,25 +515,23 @@ class TrainRecipe:
         cfg, acc = self.cfg, self.accelerator
         path = self.ckpt_dir / name
         tmp = path.parent / f".{path.name}.tmp"
-        if self.engine == "fsdp":  # collective: every rank takes part in gathering
-            params: dict[str, torch.Tensor] = acc.get_state_dict(self.model)
-        else:
-            params = dict(acc.unwrap_model(self.model).named_parameters())
         save_base = cfg.checkpoint.save_base == "always" or (
             cfg.checkpoint.save_base == "auto" and random_init_backbone(cfg)
         )
+        with self._full_params() as params:
+            if self.is_main:
+                ckpt.begin(path)
+                ckpt.write_model_files(
+                    tmp,
+                    params=params,
+                    step=self.step,
+                    trainable=self.trainable,
+                    row_subsets=self.row_subsets,
+                    config_yaml=dump_train_config(cfg),
+                    save_base=save_base,
+                    has_resume=True,
+                )
         if self.is_main:
-            ckpt.begin(path)
-            ckpt.write_model_files(
-                tmp,
-                params=params,
-                step=self.step,
-                trainable=self.trainable,
-                row_subsets=self.row_subsets,
-                config_yaml=dump_train_config(cfg),
-                save_base=save_base,
-                has_resume=True,
-            )
             state: dict[str, Any] = {
                 "step": self.step,
                 "data_position": self.data_pos,
@@ -509,6 +561,24 @@ class TrainRecipe:
         acc.wait_for_everyone()
         return path
 
+    @contextmanager
+    def _full_params(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Every parameter, whole, by its name in the unwrapped model (rank 0 reads them).
+
+        DDP and ZeRO-2 keep whole parameters in every process. FSDP holds shards: they are
+        gathered onto rank 0's GPU for the duration of the block (a collective, so every rank
+        enters it), and only what the checkpoint writes is copied to the host.
+        """
+        if self.engine != "fsdp":
+            yield dict(self.accelerator.unwrap_model(self.model).named_parameters())
+            return
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        with FullyShardedDataParallel.summon_full_params(
+            self.model, writeback=False, rank0_only=True
+        ):
+            yield {_clean_fsdp_name(n): p for n, p in self.model.named_parameters()}
+
     # -------------------------------------------------------------------------------- cleanup
     def cleanup(self) -> None:
         """Release the process group and free cached encodings."""
@@ -532,6 +602,14 @@ def run_training(cfg: TrainConfig) -> TrainResult:
 
 
 _LOCATION_KEYS = frozenset({"pretrained", "tokenizer"})
+_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def _clean_fsdp_name(name: str) -> str:
+    """A parameter name without FSDP's (and activation checkpointing's) wrapper prefixes."""
+    for prefix in _WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
 
 
 def _flatten(data: dict[str, Any], prefix: str) -> dict[str, Any]:
