@@ -16,7 +16,6 @@ from partonomy.io.atomic import read_jsonl_tolerant
 from partonomy.training import checkpoint as ckpt
 from partonomy.training.distributed import (
     DistributedConfig,
-    deepspeed_available,
     make_accelerator,
     resolve_precision,
 )

@@ -27,6 +27,7 @@ from partonomy.cli.score import (
 from partonomy.errors import ConfigError
 
 if TYPE_CHECKING:
+    from partonomy.eval.harness import EvalOutcome
     from partonomy.eval.sharding import Shard
 
 
@@ -160,10 +161,7 @@ def command(
     if not shard.is_main:
         return
     click.echo(render_tables(outcome.results, method=method or model))
-    click.echo(
-        f"{outcome.n_questions} questions: {outcome.n_resumed} resumed, "
-        f"{outcome.n_computed} computed; wrote {outcome.out_dir / 'results.json'}"
-    )
+    _summary(outcome)
     if examples:
         from partonomy.eval.examples import write_examples
         from partonomy.io.predictions import load_predictions
@@ -219,10 +217,7 @@ def _run_task(
     if not shard.is_main:
         return
     click.echo(render_task_results(outcome.results, method or model))
-    click.echo(
-        f"{outcome.n_questions} questions: {outcome.n_resumed} resumed, "
-        f"{outcome.n_computed} computed; wrote {outcome.out_dir / 'results.json'}"
-    )
+    _summary(outcome)
 
 
 def _launch(num_processes: int) -> None:
@@ -248,3 +243,15 @@ def _launch(num_processes: int) -> None:
     cmd = launch_command(num_processes, kept, gpus=torch.cuda.device_count())
     click.echo(f"launching {num_processes} processes: {' '.join(cmd)}", err=True)
     sys.exit(subprocess.run(cmd, check=False).returncode)
+
+
+def _summary(outcome: EvalOutcome) -> None:
+    click.echo(
+        f"{outcome.n_questions} questions: {outcome.n_resumed} resumed, "
+        f"{outcome.n_computed} computed; wrote {outcome.out_dir / 'results.json'}"
+    )
+    if outcome.n_computed and outcome.seconds > 0:
+        click.echo(
+            f"prediction: {outcome.seconds:.2f} s, "
+            f"{outcome.n_computed / outcome.seconds:.2f} questions/s"
+        )

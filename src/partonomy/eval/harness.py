@@ -27,6 +27,7 @@ model and the question.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -131,13 +132,16 @@ class EvalConfig:
 
 @dataclass
 class EvalOutcome:
-    """What a run did: ``n_resumed`` questions read back, ``n_computed`` predicted now."""
+    """What a run did: ``n_resumed`` questions read back, ``n_computed`` predicted now, in
+    ``seconds`` of prediction (wall time from every process having its model to the last
+    answer written; 0 when nothing was computed)."""
 
     results: dict[str, Any]
     out_dir: Path
     n_questions: int
     n_resumed: int
     n_computed: int
+    seconds: float = 0.0
 
 
 def parse_model_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -318,9 +322,12 @@ def run_eval(
         if pending and shard.is_main:
             # results.json only ever describes a finished run
             (out / RESULTS_FILE).unlink(missing_ok=True)
+        if mine and model is None:
+            model = build_model(cfg.model, cfg.model_options)
+        shard.barrier()  # every process has its model: the timing below is prediction only
+        start = time.perf_counter()
         if mine:
-            if model is None:
-                model = build_model(cfg.model, cfg.model_options)
+            assert model is not None
             _predict_all(
                 cfg,
                 model,
@@ -332,8 +339,9 @@ def run_eval(
                 progress=cfg.progress and shard.is_main,
             )
         shard.barrier()  # every shard file is complete
+        seconds = time.perf_counter() - start
         if not shard.is_main:
-            return EvalOutcome({}, out, len(prepared), n_resumed, len(mine))
+            return EvalOutcome({}, out, len(prepared), n_resumed, len(mine), seconds)
         if merge_shards(out, predictions_path, order, read):
             done = read(predictions_path)
 
@@ -347,7 +355,7 @@ def run_eval(
             predictions_file=predictions_path,
         )
         atomic_write_json(out / RESULTS_FILE, results)
-    return EvalOutcome(results, out, len(prepared), n_resumed, len(pending))
+    return EvalOutcome(results, out, len(prepared), n_resumed, len(pending), seconds)
 
 
 def _predict_all(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -235,9 +236,11 @@ def run_task_eval(
         n_mine = sum(len(b) for b in batches)
         if pending and shard.is_main:
             (out / RESULTS_FILE).unlink(missing_ok=True)
+        if batches and model is None:
+            model = build_model(cfg.model, cfg.model_options)
+        shard.barrier()  # every process has its model: the timing below is prediction only
+        start = time.perf_counter()
         if batches:
-            if model is None:
-                model = build_model(cfg.model, cfg.model_options)
             single = shard.world == 1
             with (
                 JsonlAppender(shard.predictions_file(out, predictions_path)) as appender,
@@ -256,8 +259,9 @@ def run_task_eval(
                         done[pred.question_id] = pred
                     bar.update(len(batch))
         shard.barrier()
+        seconds = time.perf_counter() - start
         if not shard.is_main:
-            return EvalOutcome({}, out, len(selection), n_resumed, n_mine)
+            return EvalOutcome({}, out, len(selection), n_resumed, n_mine, seconds)
         if merge_shards(out, predictions_path, order, read):
             done = read(predictions_path)
         selected = {s.question_id for s in selection}
@@ -270,4 +274,4 @@ def run_task_eval(
             predictions_file=predictions_path,
         )
         atomic_write_json(out / RESULTS_FILE, results)
-    return EvalOutcome(results, out, len(selection), n_resumed, len(pending))
+    return EvalOutcome(results, out, len(selection), n_resumed, len(pending), seconds)

@@ -84,7 +84,7 @@ def require_deepspeed() -> None:
 
 
 def _deepspeed_config(
-    cfg: DistributedConfig, *, grad_accum: int, micro_batch: int, clip: float
+    cfg: DistributedConfig, *, grad_accum: int, micro_batch: int, clip: float, bf16: bool
 ) -> dict[str, Any]:
     zero: dict[str, Any] = {
         "stage": 2,
@@ -98,9 +98,10 @@ def _deepspeed_config(
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
     # DeepSpeed's own bf16 mode would cast the whole model (frozen backbones included) to bf16
     # and keep fp32 copies of the trained parameters; here the trained parameters already are
-    # fp32 and the recipe runs the forward under torch's bf16 autocast (engine_autocast), the
-    # same numerics as the other engines.
-    return {
+    # fp32 and DeepSpeed runs the forward under torch's bf16 autocast ("torch_autocast"; an
+    # autocast opened outside the engine is switched off inside it), the same numerics as the
+    # other engines.
+    config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": grad_accum,
         "gradient_clipping": clip if clip > 0 else 0.0,
@@ -110,6 +111,9 @@ def _deepspeed_config(
         # The optimiser and the schedule are ours (torch AdamW, stepped once per update).
         "zero_allow_untested_optimizer": True,
     }
+    if bf16:
+        config["torch_autocast"] = {"enabled": True, "dtype": "bfloat16"}
+    return config
 
 
 def make_accelerator(
@@ -153,10 +157,14 @@ def make_accelerator(
 
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(
             hf_ds_config=_deepspeed_config(
-                cfg, grad_accum=grad_accum, micro_batch=micro_batch, clip=max_grad_norm
+                cfg,
+                grad_accum=grad_accum,
+                micro_batch=micro_batch,
+                clip=max_grad_norm,
+                bf16=mixed == "bf16",
             )
         )
-        kwargs["mixed_precision"] = "no"  # bf16 through engine_autocast (see _deepspeed_config)
+        kwargs["mixed_precision"] = "no"  # bf16 through torch_autocast (see _deepspeed_config)
     elif cfg.engine == "fsdp" and torch.cuda.is_available() and not cpu:
         from accelerate.utils import FullyShardedDataParallelPlugin
 
@@ -191,11 +199,12 @@ def distributed_fsdp(accelerator: Any) -> bool:
 
 
 def engine_autocast(accelerator: Any, precision: Precision) -> Any:
-    """The context for a forward pass: bf16 autocast under DeepSpeed when the run is bf16.
+    """The context for a forward pass outside the engine: bf16 autocast under DeepSpeed when the
+    run is bf16, else a no-op.
 
-    accelerate wraps a DDP / FSDP / single-device model's forward in autocast itself (or FSDP
-    casts); under DeepSpeed it does not, and DeepSpeed's bf16 mode is off (``_deepspeed_config``),
-    so the recipe brings the autocast. Elsewhere a no-op context.
+    accelerate wraps a DDP / FSDP / single-device model's own forward in autocast, so even the
+    unwrapped model (the KL teacher) autocasts. DeepSpeed autocasts inside its engine only
+    (``torch_autocast`` in ``_deepspeed_config``), so a forward of the unwrapped model needs this.
     """
     from contextlib import nullcontext
 

@@ -380,10 +380,8 @@ class TrainRecipe:
                     batch = self.next_batch()
                     tokens += int(batch.attention_mask.sum())
                     with acc.accumulate(self.model):
+                        output = self.model(batch, span_source=cfg.span_source, lm_rows="labelled")
                         with self.autocast():
-                            output = self.model(
-                                batch, span_source=cfg.span_source, lm_rows="labelled"
-                            )
                             teacher = (
                                 teacher_hidden_states(unwrapped, batch)
                                 if self.needs_teacher
@@ -476,7 +474,7 @@ class TrainRecipe:
         )
 
     def autocast(self) -> Any:
-        """bf16 autocast where the engine does not bring its own (see ``engine_autocast``)."""
+        """bf16 autocast for forwards outside the engine (see ``engine_autocast``)."""
         return engine_autocast(self.accelerator, self.cfg.precision)
 
     def _usage(self, tokens: int) -> dict[str, Any]:
