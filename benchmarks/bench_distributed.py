@@ -89,6 +89,8 @@ class Bench:
                "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
         if gpus is not None and self.cuda:
             env["CUDA_VISIBLE_DEVICES"] = gpus
+        if self.args.nccl_debug:  # which transport NCCL picked (P2P/NVLink, SHM, ...)
+            env |= {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_SUBSYS": "INIT"}
         return env
 
     def start_proc(self, name: str, cmd: list[str], gpus: str | None) -> subprocess.Popen[bytes]:
@@ -188,6 +190,7 @@ class Bench:
             out |= speed(records, self.args.warmup)
             out["losses"] = [round(r["total"], 4) for r in records]
             out["engine_log"] = _engine_line(self.logs / f"{name}.log")
+            out["nccl_transport"] = _transports(self.logs / f"{name}.log")
         return out
 
     def functional(self, runs: dict[str, dict[str, Any]], evals: bool = True) -> None:
@@ -348,6 +351,15 @@ def _engine_line(log: Path) -> str | None:
     return None
 
 
+def _transports(log: Path) -> list[str]:
+    """NCCL's ``... via P2P/CUMEM`` style channel lines, reduced to their distinct transports."""
+    found = set()
+    for line in log.read_text(errors="replace").splitlines():
+        if "NCCL INFO Channel" in line and " via " in line:
+            found.add(line.split(" via ", 1)[1].strip())
+    return sorted(found)
+
+
 def _eval_qps(log: Path) -> float | None:
     for line in reversed(log.read_text(errors="replace").splitlines()):
         if "questions/s" in line:
@@ -395,6 +407,10 @@ def table(result: dict[str, Any], nproc: int) -> str:
                 f"{peak:<18}{_yn(r.get('loss_falls')):<11}{_resume(r):<13}"
                 f"{_yn(r.get('loads_into_1gpu_eval'))}"
             )
+    transports = sorted({t for runs in (result.get("main") or {}, result.get("scale") or {})
+                         for r in runs.values() for t in r.get("nccl_transport", [])})  # fmt: skip
+    if transports:
+        lines.append(f"NCCL transports: {', '.join(transports)}")
     ev = result.get("eval")
     if ev:
         lines.append(
@@ -442,6 +458,7 @@ def main() -> None:
     parser.add_argument("--scale-engines", default="fsdp,deepspeed_zero2")
     parser.add_argument("--time-budget", type=float, default=540.0, help="seconds for everything")
     parser.add_argument("--min-phase", type=float, default=45.0)
+    parser.add_argument("--nccl-debug", action="store_true", help="log NCCL's transports")
     parser.add_argument(
         "--baseline-tps",
         type=float,
