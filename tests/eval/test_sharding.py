@@ -153,3 +153,16 @@ def test_killed_sharded_run_resumes_like_a_single_process_one(tmp_path: Path) ->
     assert straight.returncode == 0, straight.stderr[-3000:]
     # Both were written in the directory `killed`, so even the paths they name agree.
     assert (moved / RESULTS_FILE).read_bytes() == (killed / RESULTS_FILE).read_bytes()
+
+
+def test_launcher_is_accelerate_on_gpus_and_torchrun_on_cpus() -> None:
+    from partonomy.eval.sharding import launch_command
+
+    argv = ["eval", "qa.json", "--out", "run"]
+    gpu = launch_command(2, argv, gpus=2)
+    assert gpu[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
+    assert gpu[gpu.index("--num_processes") + 1] == "2"
+    assert gpu[-6:] == ["-m", "partonomy", *argv]
+    cpu = launch_command(2, argv, gpus=1)  # fewer GPUs than processes: CPU processes
+    assert cpu[1:4] == ["-m", "torch.distributed.run", "--standalone"]
+    assert cpu[-6:] == ["-m", "partonomy", *argv]

@@ -116,3 +116,22 @@ def test_precision_on_cpu() -> None:
     assert resolve_precision("fp32") == "no"
     with pytest.raises(ConfigError, match="bf16"):
         resolve_precision("bf16")
+
+
+def test_deepspeed_config_autocasts_instead_of_casting_the_model() -> None:
+    from partonomy.training.distributed import _deepspeed_config
+
+    cfg = _deepspeed_config(
+        DistributedConfig(engine="deepspeed_zero2"),
+        grad_accum=10,
+        micro_batch=6,
+        clip=1.0,
+        bf16=True,
+    )
+    assert cfg["bf16"] == {"enabled": False} and cfg["fp16"] == {"enabled": False}
+    assert cfg["torch_autocast"] == {"enabled": True, "dtype": "bfloat16"}
+    assert cfg["zero_optimization"]["stage"] == 2
+    assert (cfg["train_micro_batch_size_per_gpu"], cfg["gradient_accumulation_steps"]) == (6, 10)
+    assert cfg["gradient_clipping"] == 1.0
+    fp32 = _deepspeed_config(DistributedConfig(), grad_accum=1, micro_batch=1, clip=0.0, bf16=False)
+    assert "torch_autocast" not in fp32 and fp32["gradient_clipping"] == 0.0

@@ -193,11 +193,6 @@ def engine_in_use(accelerator: Any) -> str:
     return "single"
 
 
-def distributed_fsdp(accelerator: Any) -> bool:
-    """Whether ``accelerator`` will wrap the model in FSDP (the fsdp engine on CUDA devices)."""
-    return engine_in_use(accelerator) == "fsdp"
-
-
 def engine_autocast(accelerator: Any, precision: Precision) -> Any:
     """The context for a forward pass outside the engine: bf16 autocast under DeepSpeed when the
     run is bf16, else a no-op.

@@ -49,12 +49,7 @@ from partonomy.training import checkpoint as ckpt
 from partonomy.training.batches import Batches, touch_outputs
 from partonomy.training.config import TrainConfig, dump_train_config
 from partonomy.training.data import load_samples
-from partonomy.training.distributed import (
-    distributed_fsdp,
-    engine_autocast,
-    engine_in_use,
-    make_accelerator,
-)
+from partonomy.training.distributed import engine_autocast, engine_in_use, make_accelerator
 from partonomy.training.model import build_model, random_init_backbone
 from partonomy.training.sampler import BatchPlan
 from partonomy.training.schedule import build_optimizer, build_scheduler
@@ -160,7 +155,7 @@ class TrainRecipe:
         # engine's mixed precision); the frozen ones keep the config's dtype. FSDP flattens frozen
         # and trained parameters of a layer into one buffer, which needs a single dtype: there
         # the whole model is fp32 and FSDP's mixed precision all-gathers it in bf16.
-        uniform = cfg.distributed.engine == "fsdp" and distributed_fsdp(acc)
+        uniform = engine_in_use(acc) == "fsdp"
         for name, param in model.named_parameters():
             if (uniform or name in self.trainable) and param.dtype != torch.float32:
                 param.data = param.data.float()
