@@ -7,6 +7,11 @@ questions built from the test fixture's records (their questions, choices and pa
 with a fresh random ``480 x 640`` image, ``--batch`` questions per ``predict`` call. The first batch
 is a warm-up and is not timed.
 
+One invocation reports: the old path (``pipeline=False``, transformers' SDPA attention in SAM's
+encoder) with its per-stage breakdown; the plain path with the flash SAM encoder; the pipelined
+path (the default) at ``--batch`` and ``--big-batch``; optionally with ``compile_encoder``; how far
+the paths' answers are apart; and ``run_eval`` (what ``partonomy eval`` runs) over PNG files.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_plum_e2e.py                                  # tiny, CPU
@@ -20,7 +25,11 @@ Shapes: ``tiny`` (the test config), ``7b`` (LLaMA-7B + CLIP ViT-L/14 at 224 + SA
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,12 +37,18 @@ from typing import Any
 import numpy as np
 import torch
 import transformers
+from PIL import Image
 
 from partonomy.config import from_dict
-from partonomy.eval.protocol import EvalItem
+from partonomy.eval.harness import EvalConfig, run_eval
+from partonomy.eval.protocol import EvalItem, ModelAnswer
 from partonomy.io.qa_pairs import load_qa_pairs
 from partonomy.models.core.family import get_family
 from partonomy.models.core.predictor import SegPredictor
+from partonomy.models.core.scoring import score_groups
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sam_encoder import set_attention
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "qa" / "tiny_qa.json"
 VISION_7B = {"vision_hidden": 1024, "vision_layers": 24, "vision_heads": 16, "image_size": 224,
@@ -69,6 +84,96 @@ def items(n: int, seed: int = 0) -> list[EvalItem]:
     ]
 
 
+def timed_predict(
+    predictor: SegPredictor, questions: list[EvalItem], device: torch.device
+) -> tuple[list[ModelAnswer], float]:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    answers = predictor.predict(questions)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return answers, time.perf_counter() - t
+
+
+def stages(
+    predictor: SegPredictor, questions: list[EvalItem], device: torch.device
+) -> dict[str, float]:
+    """Seconds per stage of the plain path over ``questions`` (synchronised after each stage)."""
+    spent = dict.fromkeys(("cpu prepare", "sam encoder", "scoring", "masks"), 0.0)
+
+    def sync() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    plain = SegPredictor(predictor.model, predictor.processor, batch_size=predictor.batch_size,
+                         pipeline=False)  # fmt: skip
+    for start in range(0, len(questions), plain.batch_size):
+        t = sync()
+        prep = plain._prepare(questions[start : start + plain.batch_size], None)
+        t1 = sync()
+        emb = plain._embed(prep.keys, prep.sam_inputs.__getitem__)
+        t2 = sync()
+        scores = score_groups(
+            plain.model.llava,
+            prep.groups,
+            image_token_id=plain.processor.image_token_id,
+            pad_token_id=plain._pad_id(),
+            layout=plain.layout,
+        )
+        t3 = sync()
+        plain._teacher_forced_masks(prep.correct, [scores[g].hidden for g in prep.part_group], emb)
+        t4 = sync()
+        for key, a, b in zip(spent, (t, t1, t2, t3), (t1, t2, t3, t4), strict=True):
+            spent[key] += b - a
+    return spent
+
+
+def agreement(a: list[ModelAnswer], b: list[ModelAnswer]) -> str:
+    """How far two runs' answers are apart: scores, chosen answers, mask pixels."""
+    score_diff = max(
+        float(np.max(np.abs(np.subtract(x.choice_scores, y.choice_scores)))) for x, y in zip(a, b)
+    )
+    same_choice = sum(
+        int(np.argmin(x.choice_scores) == np.argmin(y.choice_scores)) for x, y in zip(a, b)
+    )
+    pixels = same = 0
+    for x, y in zip(a, b):
+        for part, mask in (x.masks or {}).items():
+            other = (y.masks or {}).get(part)
+            if other is not None:
+                pixels += mask.size
+                same += int((mask == other).sum())
+    return (
+        f"max |score diff| {score_diff:.2e}, same chosen answer {same_choice}/{len(a)}, "
+        f"mask pixels equal {same / max(pixels, 1):.4%}"
+    )
+
+
+def harness_run(predictor: SegPredictor, n: int, batch: int, seed: int) -> float:
+    """``partonomy eval``'s harness (``run_eval``) over ``n`` questions whose images are PNG files
+    on disk (decoded cold by the harness); returns seconds."""
+    records = json.loads(FIXTURE.read_text())
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        out = []
+        for k in range(n):
+            rec = dict(records[k % len(records)], question_id=f"q{k}", image_path=f"img{k}.png")
+            Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(
+                root / f"img{k}.png", compress_level=1
+            )
+            out.append(rec)
+        (root / "qa.json").write_text(json.dumps(out))
+        cfg = EvalConfig(model=predictor.name, qa_file=str(root / "qa.json"), out=str(root / "run"),
+                         batch_size=batch, progress=False)  # fmt: skip
+        logging.getLogger("partonomy").setLevel(logging.ERROR)  # resized fixture masks warn
+        t = time.perf_counter()
+        run_eval(cfg, model=predictor)
+        return time.perf_counter() - t
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", default="plum")
@@ -78,7 +183,12 @@ def main() -> None:
     parser.add_argument(
         "--n", type=int, default=48, help="questions timed (after one warm-up batch)"
     )
-    parser.add_argument("--batch", type=int, default=8, help="questions per predict call")
+    parser.add_argument("--batch", type=int, default=16, help="questions per predict call")
+    parser.add_argument(
+        "--big-batch", type=int, default=32, help="also time the pipeline at this batch (0: no)"
+    )
+    parser.add_argument("--compile", action="store_true", help="also time with compile_encoder")
+    parser.add_argument("--no-harness", action="store_true", help="skip the run_eval timing")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -91,19 +201,7 @@ def main() -> None:
     for param in model.parameters():
         param.requires_grad_(False)
     build_s = time.perf_counter() - t
-    predictor = SegPredictor(model, processor, batch_size=args.batch)
     n_params = sum(p.numel() for p in model.parameters())
-    predictor.predict(items(args.batch, seed=1))  # warm-up: kernels, allocator, caches
-    questions = items(args.n, seed=2)  # other images: every one is cold
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t = time.perf_counter()
-    answers = predictor.predict(questions)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t
-    masks = sum(len(a.masks or {}) for a in answers)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
         f"device: {name} ({os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.2f})  "
@@ -111,12 +209,51 @@ def main() -> None:
     )
     print(
         f"family={args.family} shape={args.shape} dtype={args.dtype} params={n_params / 1e9:.2f}B "
-        f"(built in {build_s:.1f} s)"
+        f"(built in {build_s:.1f} s); {args.n} questions, cold 480x640 images, 5 choices"
     )
-    print(
-        f"{args.n} questions (cold 480x640 images, 5 choices, {masks} masks), batch {args.batch}: "
-        f"{seconds:.2f} s, {args.n / seconds:.2f} questions/s"
-    )
+    questions = items(args.n, seed=2)  # other images than the warm-up's: every one is cold
+    encoder = model.mask_head.sam.vision_encoder
+
+    def run(label: str, batch: int, **options: Any) -> list[ModelAnswer]:
+        predictor = SegPredictor(model, processor, batch_size=batch, **options)
+        predictor.predict(items(batch, seed=1))  # warm-up: kernels, allocator, caches, compile
+        answers, seconds = timed_predict(predictor, questions, device)
+        masks = sum(len(a.masks or {}) for a in answers)
+        print(
+            f"{label:44s} batch {batch:3d}: {seconds:6.2f} s  {args.n / seconds:6.2f} q/s  ({masks} masks)"
+        )
+        return answers
+
+    set_attention(encoder, "sdpa")  # transformers' own attention: the old path
+    before = run("plain, hf-sdpa SAM (the old path)", args.batch, pipeline=False)
+    spent = stages(SegPredictor(model, processor, batch_size=args.batch), questions, device)
+    print("  stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
+    set_attention(encoder, "flash")
+    plain = run("plain, flash SAM", args.batch, pipeline=False)
+    spent = stages(SegPredictor(model, processor, batch_size=args.batch), questions, device)
+    print("  stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
+    piped = run("pipeline, flash SAM", args.batch)
+    print(f"  pipeline vs plain (flash): {agreement(plain, piped)}")
+    print(f"  flash vs hf-sdpa (plain):  {agreement(before, plain)}")
+    if args.big_batch:
+        run("pipeline, flash SAM", args.big_batch)
+    if args.compile:
+        t = time.perf_counter()
+        try:
+            compiled = run("pipeline, flash SAM, compile_encoder", args.batch, compile_encoder=True)
+        except Exception as err:  # report and go on: the other numbers stand
+            print(f"  compile_encoder failed: {type(err).__name__}: {err}"[:400])
+        else:
+            print(f"  (incl. warm-up/compile {time.perf_counter() - t:.1f} s in all)")
+            print(f"  compiled vs plain: {agreement(plain, compiled)}")
+    if not args.no_harness:
+        predictor = SegPredictor(model, processor, batch_size=args.batch)
+        predictor.predict(items(args.batch, seed=1))
+        seconds = harness_run(predictor, args.n, args.batch, seed=3)
+        print(
+            f"{'run_eval (partonomy eval), PNGs on disk':44s} batch {args.batch:3d}: "
+            f"{seconds:6.2f} s  {args.n / seconds:6.2f} q/s"
+        )
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 

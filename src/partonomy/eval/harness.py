@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -384,9 +385,23 @@ def _predict_all(
             disable=not progress,
         ) as bar,
     ):
-        for batch in _batches(pending, cfg.batch_size):
-            items = [EvalItem(p.qa, images.get(p, qa_path)) for p in batch]
-            answers = model.predict(items)
+        produced: deque[list[EvalItem]] = deque()  # appended where the batches are produced
+
+        def item_batches() -> Iterator[list[EvalItem]]:
+            for batch in _batches(pending, cfg.batch_size):
+                items = [EvalItem(p.qa, images.get(p, qa_path)) for p in batch]
+                produced.append(items)
+                yield items
+
+        # A model with ``predict_batches`` (SegPredictor) pulls the next batch, decoding its
+        # images, in a worker thread while its device answers the current one.
+        stream = getattr(model, "predict_batches", None)
+        if callable(stream):
+            outputs: Iterator[Any] = stream(item_batches())
+        else:
+            outputs = (model.predict(items) for items in item_batches())
+        for answers in outputs:
+            items = produced.popleft()
             if not isinstance(answers, list) or len(answers) != len(items):
                 n = len(answers) if isinstance(answers, list) else type(answers).__name__
                 raise ModelOutputError(

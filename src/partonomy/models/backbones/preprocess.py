@@ -14,6 +14,7 @@ arrays. Sizes come from the built models' configs.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from PIL import Image
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -50,14 +51,33 @@ def sam_resized_size(height: int, width: int, size: int) -> tuple[int, int]:
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
-def sam_preprocess(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """``(H, W, 3)`` uint8 -> (``(3, size, size)`` float32 SAM input, resized ``(h, w)`` before padding)."""
+def sam_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """``(H, W, 3)`` uint8 -> ``(h, w, 3)`` uint8, resized so the longer side is ``size`` (bilinear)."""
     image = _check_rgb(image)
     h, w = sam_resized_size(image.shape[0], image.shape[1], size)
-    resized = np.asarray(
-        Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32
-    )
+    return np.array(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))  # writable
+
+
+def sam_preprocess(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """``(H, W, 3)`` uint8 -> (``(3, size, size)`` float32 SAM input, resized ``(h, w)`` before padding)."""
+    resized = sam_resize(image, size).astype(np.float32)
+    h, w = resized.shape[:2]
     normed = (resized - np.array(SAM_MEAN, np.float32)) / np.array(SAM_STD, np.float32)
     out = np.zeros((3, size, size), np.float32)  # zero padding after normalisation, as SAM does
     out[:, :h, :w] = normed.transpose(2, 0, 1)
     return out, (h, w)
+
+
+def sam_normalize(resized: torch.Tensor, size: int) -> torch.Tensor:
+    """The second half of :func:`sam_preprocess` in torch, on any device: ``(h, w, 3)`` uint8
+    (from :func:`sam_resize`) -> ``(3, size, size)`` float32, normalised then zero-padded.
+
+    The same float32 subtract and divide as the numpy path, so the result is bit-identical to it.
+    """
+    h, w = int(resized.shape[0]), int(resized.shape[1])
+    mean = torch.tensor(SAM_MEAN, dtype=torch.float32).to(resized.device, non_blocking=True)
+    std = torch.tensor(SAM_STD, dtype=torch.float32).to(resized.device, non_blocking=True)
+    normed = (resized.float() - mean) / std
+    out = resized.new_zeros((3, size, size), dtype=torch.float32)
+    out[:, :h, :w] = normed.permute(2, 0, 1)
+    return out

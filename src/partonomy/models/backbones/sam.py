@@ -44,6 +44,9 @@ class SamConfig:
             ``conv`` (:class:`~partonomy.models.backbones.conv_encoder.ConvImageEncoder`, which
             learns small parts far faster from scratch). Only for ``pretrained=None``.
         conv_width: channels of the ``conv`` encoder (a multiple of 8).
+        encoder_attention: the ViT blocks' attention: ``flash`` (relative positions folded into
+            the dot product, flash-kernel SDPA: :mod:`~partonomy.models.backbones.sam_fast`; same
+            outputs and parameters) or ``hf`` (transformers' own). Ignored by the conv encoder.
     """
 
     pretrained: str | None = None
@@ -58,6 +61,7 @@ class SamConfig:
     decoder_layers: int = 2
     encoder: Literal["vit", "conv"] = "vit"
     conv_width: int = 32
+    encoder_attention: Literal["flash", "hf"] = "flash"
 
     def __post_init__(self) -> None:
         if self.encoder == "conv":
@@ -81,6 +85,10 @@ class SamConfig:
             raise ConfigError(
                 f"sam.vision_hidden ({self.vision_hidden}) must be divisible by sam.vision_heads "
                 f"({self.vision_heads})"
+            )
+        if self.encoder_attention not in ("flash", "hf"):
+            raise ConfigError(
+                f"sam.encoder_attention must be 'flash' or 'hf', got {self.encoder_attention!r}"
             )
         if self.decoder_layers < 1:
             raise ConfigError(f"sam.decoder_layers must be >= 1, got {self.decoder_layers}")
@@ -197,4 +205,8 @@ def build_sam(cfg: SamConfig) -> SamModel:
         from partonomy.models.backbones.sam_layout import load_sam_original
 
         model = load_sam_original(cfg.pretrained)
+    if cfg.encoder_attention == "flash":
+        from partonomy.models.backbones.sam_fast import use_flash_attention
+
+        use_flash_attention(model.vision_encoder)
     return model.to(torch_dtype(cfg.dtype))

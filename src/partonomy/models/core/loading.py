@@ -52,7 +52,15 @@ def load_model(
     return model.to(device=dev, dtype=dt).eval(), processor
 
 
-PREDICTOR_OPTIONS = ("max_new_tokens", "generation", "layout", "max_rows", "image_cache")
+PREDICTOR_OPTIONS = (
+    "max_new_tokens",
+    "generation",
+    "layout",
+    "max_rows",
+    "image_cache",
+    "pipeline",
+    "compile_encoder",
+)
 
 
 def build_predictor(

@@ -366,14 +366,16 @@ class SegProcessor:
         all_occurrences: bool = True,
         strict: bool = True,
         image_key: Hashable | None = None,
+        pixels: tuple[torch.Tensor, torch.Tensor, tuple[int, int], tuple[int, int]] | None = None,
     ) -> list[SegExample]:
         """Encode several answers to one question about one image (preprocessed once, one shared key).
 
         ``parts`` gives each answer's part names (see :meth:`encode`). Never truncated: every
         choice is scored on its full sequence, as in the original (a cut at ``max_length`` would
-        make choices that differ only after it tie).
+        make choices that differ only after it tie). ``pixels``: the image already preprocessed
+        (:meth:`preprocess_image`'s tuple), e.g. by a caller that computes the SAM input itself.
         """
-        pixels = self.preprocess_image(image)
+        pixels = pixels or self.preprocess_image(image)
         key = image_key if image_key is not None else object()
         masks = list(span_masks) if span_masks is not None else [None] * len(answers)
         named = list(parts) if parts is not None else [None] * len(answers)

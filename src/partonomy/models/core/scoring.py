@@ -34,6 +34,15 @@ Layout = Literal["expand", "packed"]
 LAYOUTS: tuple[str, ...] = ("expand", "packed")
 CHOICE_SCORES: tuple[str, ...] = ("conversation", "answer")
 
+
+def _dev(
+    tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """A CPU tensor on ``device`` without draining the stream: a blocking host-to-device copy
+    waits for every queued kernel, a non-blocking one from pageable memory is staged at once."""
+    return tensor.to(device=device, dtype=dtype, non_blocking=True)
+
+
 CE_CHUNK_TOKENS = 2048
 """Tokens per lm_head + cross-entropy chunk: bounds the (tokens, vocab) float32 logits in memory."""
 
@@ -172,8 +181,8 @@ class _Sums:
     def add(self, ce: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor) -> None:
         """``sums[rows[i]] += ce[i] * weights[i]``; ``rows (M,)`` CPU int64, ``weights (M, 2)``."""
         if rows.numel():
-            w = weights.to(self.device, torch.float32)
-            self.sums.index_add_(0, rows.to(self.device), ce[:, None] * w)
+            w = _dev(weights, self.device, torch.float32)
+            self.sums.index_add_(0, _dev(rows, self.device), ce[:, None] * w)
 
     def scores(
         self, groups: Sequence[ChoiceGroup], hidden: list[torch.Tensor | None]
@@ -225,11 +234,11 @@ class _Unit:
         device: torch.device,
         dtype: torch.dtype,
     ) -> torch.Tensor:
-        rows = torch.tensor(self.group_of_row, device=device)
+        rows = _dev(torch.tensor(self.group_of_row), device)
         prefix = prefix_mask[rows]  # (U, P_max)
         if self.block_mask is None:
             assert self.key_mask is not None
-            attention: torch.Tensor = torch.cat([prefix, self.key_mask.to(device)], 1)
+            attention: torch.Tensor = torch.cat([prefix, _dev(self.key_mask, device)], 1)
             # Each choice gets its own copy of its group's prefix rows (indexing with repeated
             # rows copies); the prefix cache itself stays unchanged for the next unit.
             data = [(layer.keys[rows], layer.values[rows]) for layer in cache.layers]
@@ -240,7 +249,7 @@ class _Unit:
             allowed = torch.cat(
                 [
                     prefix[:, None, :].expand(-1, self.ids.shape[1], -1).bool(),
-                    self.block_mask.to(device),
+                    _dev(self.block_mask, device),
                 ],
                 2,
             )
@@ -249,9 +258,9 @@ class _Unit:
             attention = attention[:, None]  # (U, 1, T, P_max + T)
             data = [(layer.keys[rows], layer.values[rows]) for layer in cache.layers]
         out = base(
-            input_ids=self.ids.to(device),
+            input_ids=_dev(self.ids, device),
             attention_mask=attention,
-            position_ids=self.positions.to(device),
+            position_ids=_dev(self.positions, device),
             use_cache=True,
             **cache_kwargs(base, DynamicCache(ddp_cache_data=data)),
         )
@@ -373,10 +382,10 @@ def score_groups(
     for gi, (s, p) in enumerate(zip(seqs, plen, strict=True)):
         prefix_ids[gi, :p] = s[0][:p]
         prefix_mask[gi, :p] = 1
-    prefix_mask_dev = prefix_mask.to(device)
-    pixel_values = torch.stack([g.pixel_values for g in groups]).to(device, dtype)
+    prefix_mask_dev = _dev(prefix_mask, device)
+    pixel_values = _dev(torch.stack([g.pixel_values for g in groups]), device, dtype)
     out = base(
-        input_ids=prefix_ids.to(device),
+        input_ids=_dev(prefix_ids, device),
         pixel_values=pixel_values,
         attention_mask=prefix_mask_dev,
         use_cache=True,
@@ -406,10 +415,10 @@ def score_groups(
     if gidx.numel():
         ce = token_cross_entropy(
             head,
-            prefix_hidden[gidx.to(device), tidx.to(device)],
-            prefix_ids[gidx, tidx + 1].to(device),
+            prefix_hidden[_dev(gidx, device), _dev(tidx, device)],
+            _dev(prefix_ids[gidx, tidx + 1], device),
         )
-        sums.add(ce[torch.cat(ce_index).to(device)], torch.cat(rows), torch.cat(weights))
+        sums.add(ce[_dev(torch.cat(ce_index), device)], torch.cat(rows), torch.cat(weights))
 
     hidden_out: list[torch.Tensor | None] = [None] * n_groups
     if layout == "packed" and _attention_impl(base) not in ("sdpa", "eager"):
@@ -432,12 +441,12 @@ def score_groups(
         rest_t = torch.cat([torch.arange(o, o + n - 1) for _, o, n, _, _ in unit.segments])
         preds = torch.cat(
             [
-                prefix_hidden[first_g.to(device), first_p.to(device)],
-                cont_hidden[rest_u.to(device), rest_t.to(device)],
+                prefix_hidden[_dev(first_g, device), _dev(first_p, device)],
+                cont_hidden[_dev(rest_u, device), _dev(rest_t, device)],
             ]
         )
         first_ids = torch.tensor([int(seqs[gi][k][plen[gi]]) for _, _, _, gi, k in unit.segments])
-        targets = torch.cat([first_ids, unit.ids[rest_u, rest_t + 1]]).to(device)
+        targets = _dev(torch.cat([first_ids, unit.ids[rest_u, rest_t + 1]]), device)
         seg_rows = [sums.offsets[gi] + k for _, _, _, gi, k in unit.segments]
         row_of = torch.tensor(
             seg_rows
