@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "ls": "partonomy.cli.ls",
     "report": "partonomy.cli.report",
     "demo": "partonomy.cli.demo",
+    "cache-embeddings": "partonomy.cli.cache_embeddings",
 }
 """Command name -> module holding a click command called ``command``."""
 

@@ -60,6 +60,7 @@ PREDICTOR_OPTIONS = (
     "image_cache",
     "pipeline",
     "compile_encoder",
+    "embedding_cache",
 )
 
 

@@ -35,7 +35,6 @@ the original PLUM's ``prompt_user_input``).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import OrderedDict
@@ -60,6 +59,7 @@ from partonomy.eval.protocol import (
 from partonomy.io.qa_pairs import OBJECT_QUESTION_TYPES
 from partonomy.models.backbones.preprocess import clip_preprocess, sam_normalize, sam_resize
 from partonomy.models.backbones.sam_fast import compile_blocks
+from partonomy.models.core.embedding_cache import EmbeddingCache, image_key
 from partonomy.models.core.generation import (
     Generation,
     TextSpan,
@@ -86,12 +86,6 @@ logger = logging.getLogger(__name__)
 
 MASK_THRESHOLD = 0.0
 """Mask logits above this are foreground (the paper's ``logit > 0``)."""
-
-
-def image_key(image: np.ndarray) -> str:
-    """Content key of an image: shape, dtype and a BLAKE2 hash of its bytes."""
-    digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).hexdigest()
-    return f"{image.shape}:{image.dtype}:{digest}"
 
 
 @dataclass(eq=False)
@@ -168,6 +162,9 @@ class SegPredictor:
             turn on the calling thread (same outputs: tested).
         compile_encoder: ``torch.compile`` the mask head's ViT blocks (regional: a few seconds
             to tens of seconds once per process, on a GPU; no effect on the conv encoder).
+        embedding_cache: a directory of :mod:`~partonomy.models.core.embedding_cache` (``partonomy
+            cache-embeddings``): image embeddings are read from it instead of running the encoder,
+            and the ones computed here are added to it.
     """
 
     def __init__(
@@ -184,6 +181,7 @@ class SegPredictor:
         image_cache: int = 16,
         pipeline: bool = True,
         compile_encoder: bool = False,
+        embedding_cache: str | None = None,
     ) -> None:
         if choice_score not in CHOICE_SCORES:
             raise ConfigError(
@@ -215,6 +213,11 @@ class SegPredictor:
         self.pipeline = pipeline
         if compile_encoder:
             compile_blocks(self.model.mask_head.sam.vision_encoder)
+        self.disk_cache = (
+            None
+            if embedding_cache is None
+            else EmbeddingCache.for_mask_head(embedding_cache, self.model.mask_head)
+        )
 
     # ------------------------------------------------------------------------------ basics
     @property
@@ -249,10 +252,18 @@ class SegPredictor:
     ) -> list[torch.Tensor]:
         """:meth:`image_embeddings` with each uncached image's ``(3, T, T)`` input from ``sam_input``."""
         missing = [key for key in dict.fromkeys(keys) if key not in self._embeddings]
+        if missing and self.disk_cache is not None:
+            for key in list(missing):
+                stored = self.disk_cache.get(key, self.device)
+                if stored is not None:
+                    self._embeddings[key] = stored
+                    missing.remove(key)
         if missing:
             batch = torch.stack([sam_input(key).to(self.device) for key in missing])
             for key, emb in zip(missing, self.model.image_embeddings(batch), strict=True):
                 self._embeddings[key] = emb
+                if self.disk_cache is not None:
+                    self.disk_cache.put(key, emb)
         out = []
         for key in keys:
             self._embeddings.move_to_end(key)
