@@ -237,6 +237,14 @@ def main() -> None:
     print(f"  flash vs hf-sdpa (plain):  {agreement(before, plain)}")
     if args.big_batch:
         run("pipeline, flash SAM", args.big_batch)
+    if not args.no_harness:
+        predictor = SegPredictor(model, processor, batch_size=args.batch)
+        predictor.predict(items(args.batch, seed=1))
+        seconds = harness_run(predictor, args.n, args.batch, seed=3)
+        print(
+            f"{'run_eval (partonomy eval), PNGs on disk':44s} batch {args.batch:3d}: "
+            f"{seconds:6.2f} s  {args.n / seconds:6.2f} q/s"
+        )
     if args.compile:
         t = time.perf_counter()
         try:
@@ -246,14 +254,6 @@ def main() -> None:
         else:
             print(f"  (incl. warm-up/compile {time.perf_counter() - t:.1f} s in all)")
             print(f"  compiled vs plain: {agreement(plain, compiled)}")
-    if not args.no_harness:
-        predictor = SegPredictor(model, processor, batch_size=args.batch)
-        predictor.predict(items(args.batch, seed=1))
-        seconds = harness_run(predictor, args.n, args.batch, seed=3)
-        print(
-            f"{'run_eval (partonomy eval), PNGs on disk':44s} batch {args.batch:3d}: "
-            f"{seconds:6.2f} s  {args.n / seconds:6.2f} q/s"
-        )
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 

@@ -163,3 +163,25 @@ def test_run_eval_streams_through_the_pipeline(
     for line, answer in zip(lines, want, strict=True):
         pred = json.loads(line)
         np.testing.assert_allclose(pred["choice_scores"], answer.choice_scores, atol=1e-5)
+
+
+def test_feedback_pooling_in_row_chunks_is_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many answers' feedback rows go through the pooling attention in chunks (a CUDA grid axis
+    holds at most 65535 rows): chunking changes nothing."""
+    from partonomy.models.core import feedback
+
+    torch.manual_seed(0)
+    spec = get_family("plum")
+    model, _ = spec.build(spec.preset("tiny"))
+    assert model.feedback is not None
+    head = model.mask_head
+    h, w = model.feedback.embed_size
+    gen = torch.Generator().manual_seed(0)
+    masks = torch.randn(5, 2, 1, 4 * h, 4 * w, generator=gen)
+    queries = torch.randn(5, 2, head.prompt_dim, generator=gen)
+    pe = head.positional_embedding()
+    with torch.no_grad():
+        whole = model.feedback(head.mask_embed, masks, queries, pe)
+        monkeypatch.setattr(feedback, "ATTENTION_ROWS", h * w + 3)  # chunks cut through answers
+        chunked = model.feedback(head.mask_embed, masks, queries, pe)
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)

@@ -24,6 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
+ATTENTION_ROWS = 32768
+"""(answer, position) rows per pooling-attention call (a CUDA grid axis holds at most 65535)."""
+
 
 class FiLM(nn.Module):
     """Feature-wise affine modulation ``x * (scale + 1) + shift`` from a conditioning vector.
@@ -130,5 +133,15 @@ class MaskFeedbackPooler(nn.Module):
         # One attention batch row per (answer, position): one learned query, n keys.
         keys = feats.reshape(r, n, d, h * w).permute(0, 3, 1, 2).reshape(r * h * w, n, d)
         query = self.queries.repeat(r, 1, 1)  # (R*h*w, 1, D)
-        pooled, _ = self.attn(query, keys, keys, need_weights=False)  # (R*h*w, 1, D)
+        # Rows are independent; CUDA attention kernels put them on one grid axis (at most 65535),
+        # so many answers at once (the predictor batches whole benchmark batches) go in chunks.
+        step = ATTENTION_ROWS
+        pooled = torch.cat(
+            [
+                self.attn(
+                    query[i : i + step], keys[i : i + step], keys[i : i + step], need_weights=False
+                )[0]
+                for i in range(0, query.shape[0], step)
+            ]
+        )  # (R*h*w, 1, D)
         return pooled.reshape(r, h * w, d).permute(0, 2, 1).reshape(r, d, h, w)
