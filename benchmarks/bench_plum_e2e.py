@@ -232,13 +232,13 @@ def main() -> None:
     plain = run("plain, flash SAM", args.batch, pipeline=False)
     spent = stages(SegPredictor(model, processor, batch_size=args.batch), questions, device)
     print("  stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
-    piped = run("pipeline, flash SAM", args.batch)
+    piped = run("pipeline, flash SAM", args.batch, pipeline=True)
     print(f"  pipeline vs plain (flash): {agreement(plain, piped)}")
     print(f"  flash vs hf-sdpa (plain):  {agreement(before, plain)}")
     if args.big_batch:
-        run("pipeline, flash SAM", args.big_batch)
+        run("pipeline, flash SAM", args.big_batch, pipeline=True)
     if not args.no_harness:
-        predictor = SegPredictor(model, processor, batch_size=args.batch)
+        predictor = SegPredictor(model, processor, batch_size=args.batch, pipeline=True)
         predictor.predict(items(args.batch, seed=1))
         seconds = harness_run(predictor, args.n, args.batch, seed=3)
         print(
@@ -248,7 +248,12 @@ def main() -> None:
     if args.compile:
         t = time.perf_counter()
         try:
-            compiled = run("pipeline, flash SAM, compile_encoder", args.batch, compile_encoder=True)
+            compiled = run(
+                "pipeline, flash SAM, compile_encoder",
+                args.batch,
+                compile_encoder=True,
+                pipeline=True,
+            )
         except Exception as err:  # report and go on: the other numbers stand
             print(f"  compile_encoder failed: {type(err).__name__}: {err}"[:400])
         else:

@@ -81,7 +81,7 @@ def test_pipeline_equals_per_question_reference(
     """One question at a time through the model's public parts: encode_choices, score_groups,
     SAM on the CPU-preprocessed input, segment (its own decoder calls), logit > 0."""
     model, processor = model_and_processor
-    predictor = SegPredictor(model, processor, batch_size=3)
+    predictor = SegPredictor(model, processor, batch_size=3, pipeline=True)
     got = predictor.predict(items)
     for item, answer in zip(items, got, strict=True):
         qa = item.qa
@@ -116,7 +116,7 @@ def test_predict_batches_keeps_batch_boundaries(
     model_and_processor: tuple, items: list[EvalItem]
 ) -> None:
     model, processor = model_and_processor
-    predictor = SegPredictor(model, processor, batch_size=2)
+    predictor = SegPredictor(model, processor, batch_size=2, pipeline=True)
     batches = [items[:5], [], items[5:6]]  # larger than batch_size, empty, smaller
     out = list(predictor.predict_batches(iter(batches)))
     assert [len(a) for a in out] == [5, 0, 1]
@@ -151,7 +151,7 @@ def test_run_eval_streams_through_the_pipeline(
                 self.streamed += 1
                 yield answers
 
-    predictor = Counting(model, processor, batch_size=2)
+    predictor = Counting(model, processor, batch_size=2, pipeline=True)
     cfg = EvalConfig(
         model="plum", qa_file=str(FIXTURES / "tiny_qa.json"), out=str(tmp_path / "run"),
         batch_size=4, progress=False,

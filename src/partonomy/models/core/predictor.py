@@ -157,9 +157,10 @@ class SegPredictor:
         max_rows: answer-choice rows per continuation forward (``expand`` layout).
         image_cache: how many SAM image embeddings to keep (least recently used are dropped).
         pipeline: benchmark mode overlaps the CPU side of the next batch (image preprocessing in
-            threads, tokenising) with the device work of the current one, normalises SAM's input
-            on the device and copies masks to the host once per batch; False runs every step in
-            turn on the calling thread (same outputs: tested).
+            threads, tokenising) with the device work of the current one and normalises SAM's
+            input on the device; False runs every step in turn on the calling thread (same
+            outputs: tested); None (default): on when the model is on a GPU (on a CPU the
+            threads would compete with the model for the same cores).
         compile_encoder: ``torch.compile`` the mask head's ViT blocks (regional: a few seconds
             to tens of seconds once per process, on a GPU; no effect on the conv encoder).
         embedding_cache: a directory of :mod:`~partonomy.models.core.embedding_cache` (``partonomy
@@ -179,7 +180,7 @@ class SegPredictor:
         layout: str = "packed",
         max_rows: int = 64,
         image_cache: int = 16,
-        pipeline: bool = True,
+        pipeline: bool | None = None,
         compile_encoder: bool = False,
         embedding_cache: str | None = None,
     ) -> None:
@@ -210,7 +211,7 @@ class SegPredictor:
         self.max_rows = max_rows
         self.image_cache = image_cache
         self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.pipeline = pipeline
+        self.pipeline = self.device.type == "cuda" if pipeline is None else pipeline
         if compile_encoder:
             compile_blocks(self.model.mask_head.sam.vision_encoder)
         self.disk_cache = (
