@@ -232,6 +232,7 @@ class SegPredictor:
             answer=answer_masks,
             pixel_values=examples[0].pixel_values,
             keep_hidden=keep,
+            vision=examples[0].vision,
         )
 
     @torch.no_grad()
@@ -284,6 +285,7 @@ class SegPredictor:
             pad_token_id=self._pad_id(),
             max_rows=self.max_rows,
             layout=self.layout,
+            vlm=self.model.vlm,
         )
         embeddings = self.image_embeddings(keys, [ex.sam_pixel_values for ex in correct])
         other = "answer" if self.choice_score == "conversation" else "conversation"

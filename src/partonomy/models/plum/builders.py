@@ -14,6 +14,7 @@ import torch
 
 from partonomy.config import merge_overrides
 from partonomy.errors import ConfigError
+from partonomy.models.backbones.hf_vlm import VlmAdapter, build_vlm, load_vlm_tokenizer
 from partonomy.models.backbones.llava import (
     LlavaConfig,
     build_llava,
@@ -26,6 +27,7 @@ from partonomy.models.core.feedback import MaskFeedbackPooler
 from partonomy.models.core.mask_heads import SamMaskHead
 from partonomy.models.core.model import SegLMM
 from partonomy.models.core.processing import SegProcessor
+from partonomy.models.core.processing_vlm import VlmSegProcessor
 from partonomy.models.plum.config import PlumConfig
 from partonomy.models.plum.prompts import BioSpanPrompts
 from partonomy.models.plum.span_extractor import SpanExtractor
@@ -37,7 +39,11 @@ def build_processor(cfg: PlumConfig, llava: Any | None = None) -> SegProcessor:
     """The processor for ``cfg`` (sizes from a built ``llava`` when given, else from ``cfg.llava``).
 
     Building only the processor needs the tokenizer, not the weights, when ``cfg.llava`` is tiny.
+    An HF VLM backbone needs its built model (its image processor and token ids): use
+    :func:`build_plum`.
     """
+    if cfg.backbone != "llava":
+        raise ConfigError(f"build_processor: backbone {cfg.backbone!r} needs build_plum")
     tokenizer = load_tokenizer(cfg.llava)
     if llava is not None:
         seq = image_seq_length(llava)
@@ -71,11 +77,16 @@ def build_plum(cfg: PlumConfig) -> tuple[SegLMM, SegProcessor]:
     Raises:
         ConfigError: a checkpoint path is missing, or sizes are inconsistent.
     """
+    vlm: VlmAdapter | None = None
     with torch.random.fork_rng(devices=[]):
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
-        tokenizer = load_tokenizer(cfg.llava)
-        llava = build_llava(cfg.llava, tokenizer)
+        if cfg.backbone == "llava":
+            tokenizer = load_tokenizer(cfg.llava)
+            llava = build_llava(cfg.llava, tokenizer)
+        else:
+            tokenizer = load_vlm_tokenizer(cfg.backbone, cfg.vlm)
+            llava, vlm = build_vlm(cfg.backbone, cfg.vlm, tokenizer)
         sam = build_sam(cfg.sam)
         geo = sam_geometry(sam)
         d = int(llava.config.text_config.hidden_size)  # type: ignore[union-attr]
@@ -111,7 +122,16 @@ def build_plum(cfg: PlumConfig) -> tuple[SegLMM, SegProcessor]:
         feedback=pooler,
         config=cfg,
         family="plum",
+        vlm=vlm,
     )
+    if vlm is not None:
+        return model, VlmSegProcessor(
+            tokenizer,
+            adapter=vlm,
+            targets=BioTargets(),
+            sam_image_size=geo.input_size,
+            max_length=cfg.max_length,
+        )
     processor = SegProcessor(
         tokenizer,
         targets=BioTargets(),
