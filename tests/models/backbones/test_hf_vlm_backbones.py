@@ -84,16 +84,16 @@ def test_image_tokens_follow_each_image_grid(built: tuple[str, Any, Any]) -> Non
 
 
 def test_bio_targets_through_the_chat_template(built: tuple[str, Any, Any]) -> None:
-    kind, _, processor = built
+    _, _, processor = built
     tok = processor.tokenizer
     ex = _example(processor, SIZES[0])
     ids = ex.input_ids.tolist()
     # The anchor is the template's own generation prompt; the prompt ends with it.
     prompt = processor.prompt([], "Which parts are visible?")
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "x"}]}]
-    expected_anchor = tok.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True
-    )[len(tok.apply_chat_template(messages, tokenize=False)) :]
+    expected_anchor = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)[
+        len(tok.apply_chat_template(messages, tokenize=False)) :
+    ]
     assert processor.assistant_anchor == expected_anchor and prompt.endswith(expected_anchor)
     assert processor.turn_end == "<|im_end|>"
     labelled = [t for t, lab in zip(ids, ex.labels.tolist(), strict=True) if lab != -100]
@@ -176,7 +176,15 @@ def test_trainable_set_lora_by_module_type(built: tuple[str, Any, Any]) -> None:
     lora = {n for n in names if ".lora_" in n}
     linear_kinds = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in lora}
     # every Linear of the decoder layers, chosen by type, and only inside the language model
-    assert linear_kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert linear_kinds == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     assert all(n.startswith("llava.model.language_model.") for n in lora)
     frozen = ("llava.model.visual.", "llava.model.vision_tower.", "mask_head.sam.vision_encoder.")
     assert not any(n.startswith(frozen) for n in names)

@@ -80,7 +80,9 @@ class VlmConfig:
         for name in ("text", "vision"):
             hidden, heads = getattr(self, f"{name}_hidden"), getattr(self, f"{name}_heads")
             if hidden % heads:
-                raise ConfigError(f"vlm.{name}_hidden ({hidden}) must be divisible by vlm.{name}_heads")
+                raise ConfigError(
+                    f"vlm.{name}_hidden ({hidden}) must be divisible by vlm.{name}_heads"
+                )
         if self.text_heads % self.text_kv_heads:
             raise ConfigError("vlm.text_kv_heads must divide vlm.text_heads")
 
@@ -123,7 +125,7 @@ def _tiny_hf_config(kind: str, cfg: VlmConfig, tokenizer: Any) -> Any:
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
         }
-        tokens = {
+        tokens: dict[str, Any] = {
             "image_token_id": ids["<|image_pad|>"],
             "video_token_id": ids["<|video_pad|>"],
             "vision_start_token_id": ids["<|vision_start|>"],
@@ -131,7 +133,9 @@ def _tiny_hf_config(kind: str, cfg: VlmConfig, tokenizer: Any) -> Any:
         }
         if kind == "qwen2_5_vl":
             text["rope_scaling"] = {"type": "mrope", "mrope_section": section}
-            vision.update(window_size=4 * cfg.patch_size, fullatt_block_indexes=[cfg.vision_layers - 1])
+            vision.update(
+                window_size=4 * cfg.patch_size, fullatt_block_indexes=[cfg.vision_layers - 1]
+            )
             return transformers.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **tokens)
         text["head_dim"] = head_dim
         text["rope_parameters"] = {
@@ -180,12 +184,12 @@ def _image_processor(kind: str, cfg: VlmConfig, model: Any) -> Any:
         return proc
     vision = model.config.vision_config
     if kind in ("qwen2_5_vl", "qwen3_vl"):
+        budget: dict[str, Any] = {"min_pixels": cfg.min_pixels, "max_pixels": cfg.max_pixels}
         return transformers.Qwen2VLImageProcessorPil(
             patch_size=int(vision.patch_size),
             merge_size=int(vision.spatial_merge_size),
             temporal_patch_size=int(vision.temporal_patch_size),
-            min_pixels=cfg.min_pixels,
-            max_pixels=cfg.max_pixels,
+            **{k: v for k, v in budget.items() if v is not None},
         )
     crop = int(vision.image_size)
     return transformers.LlavaOnevisionImageProcessorPil(
@@ -300,7 +304,9 @@ class VlmAdapter:
         h, w = int(size[0]), int(size[1])
         return int(counter._get_number_of_features(h, w, int(crop["height"]), int(crop["width"])))
 
-    def collate(self, inputs: Sequence[VisionInput]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def collate(
+        self, inputs: Sequence[VisionInput]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Batch the vision inputs of ``N`` images as the HF model takes them."""
         extras = {k: torch.cat([i.extras[k] for i in inputs]) for k in inputs[0].extras}
         if self.uses_mrope:
@@ -321,7 +327,10 @@ class VlmAdapter:
         """HF keyword arguments with one image per row: image ``image_index[b]`` for row ``b``."""
         index = image_index.tolist()
         if not self.uses_mrope:
-            return {"pixel_values": pixel_values[index], "image_sizes": extras["image_sizes"][index]}
+            return {
+                "pixel_values": pixel_values[index],
+                "image_sizes": extras["image_sizes"][index],
+            }
         grid = extras["image_grid_thw"]
         counts = grid.prod(-1).tolist()
         starts = [0, *np.cumsum(counts).tolist()]

@@ -236,7 +236,9 @@ class SegLMM(nn.Module):
                 image_index = torch.arange(input_ids.shape[0], device=input_ids.device)
             extras = batch.vision if batch is not None else {}
             rows = self.vlm.rows(pixel_values, extras, image_index)
-            hidden = self.vlm.forward(base.model, input_ids, attention_mask, rows)[0].last_hidden_state
+            hidden = self.vlm.forward(base.model, input_ids, attention_mask, rows)[
+                0
+            ].last_hidden_state
         else:
             embeds = self.input_embeddings(input_ids, pixel_values, image_index, batch)
             # No KV cache: a full-sequence pass (training, teacher forcing); a cache only costs memory.

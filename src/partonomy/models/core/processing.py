@@ -260,7 +260,9 @@ class SegProcessor:
         CLIP input, ``image_seq_length`` tokens; an HF VLM processor returns its own)."""
         return VisionInput(pixels, {}, self.image_seq_length)
 
-    def collate_images(self, images: Sequence[VisionInput]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def collate_images(
+        self, images: Sequence[VisionInput]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(pixel_values, vision)`` of a batch's ``N`` distinct images (LLaVA: stacked CLIP inputs)."""
         return torch.stack([i.pixel_values for i in images]), {}
 

@@ -86,7 +86,9 @@ class VlmSegProcessor(SegProcessor):
         user = [{"role": "user", "content": [{"type": "text", "text": "q"}]}]
         bare, prompt = self._render(user, False), self._render(user, True)
         if not prompt.startswith(bare):
-            raise ValueError("the chat template's generation prompt is not an extension of the conversation")
+            raise ValueError(
+                "the chat template's generation prompt is not an extension of the conversation"
+            )
         anchor = prompt[len(bare) :]
         full = self._render([*user, {"role": "assistant", "content": _SENTINEL.format(0)}], False)
         head, sep, tail = full.partition(_SENTINEL.format(0))
@@ -122,7 +124,9 @@ class VlmSegProcessor(SegProcessor):
             text += a
             cursor = at + len(_SENTINEL.format(i))
             if not rendered.startswith(self.turn_end, cursor):
-                raise ValueError(f"the chat template does not close answer {i} with {self.turn_end!r}")
+                raise ValueError(
+                    f"the chat template does not close answer {i} with {self.turn_end!r}"
+                )
             ranges.append((start, len(text) + len(self.turn_end)))
         return text + rendered[cursor:], ranges
 
@@ -135,7 +139,9 @@ class VlmSegProcessor(SegProcessor):
             ValueError: ``text`` does not hold exactly one image token, or no count is given.
         """
         if n_image_tokens is None:
-            raise ValueError("an HF VLM's image token count comes from its image (pass n_image_tokens)")
+            raise ValueError(
+                "an HF VLM's image token count comes from its image (pass n_image_tokens)"
+            )
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = [int(t) for t in enc["input_ids"]]
         offsets = [(int(a), int(b)) for a, b in enc["offset_mapping"]]

@@ -20,8 +20,7 @@ Works with any HF causal LM whose base model returns ``last_hidden_state`` and a
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -519,8 +518,7 @@ def score_groups_full(
     K times. Kept for the benchmark (``benchmarks/bench_plum_inference.py``) and as a fallback.
     """
     base, head = base_and_head(lm)
-    weight = next(head.parameters())
-    device, dtype = weight.device, weight.dtype
+    device = next(head.parameters()).device
     sums = _Sums(groups, device)
     hidden_out: list[torch.Tensor | None] = [None] * len(groups)
     all_rows = [(gi, k) for gi, g in enumerate(groups) for k in range(len(g.input_ids))]

@@ -164,7 +164,9 @@ def apply_lora(model: nn.Module, spec: LoraSpec) -> None:
         r=spec.r,
         lora_alpha=spec.alpha,
         lora_dropout=spec.dropout,
-        target_modules=ALL_LINEAR if list(spec.target_modules) == [ALL_LINEAR] else list(spec.target_modules),
+        target_modules=ALL_LINEAR
+        if list(spec.target_modules) == [ALL_LINEAR]
+        else list(spec.target_modules),
         bias="none",
     )
     inject_adapter_in_model(config, lm, adapter_name="default")

@@ -59,7 +59,9 @@ class PlumConfig:
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
-            raise ConfigError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+            raise ConfigError(
+                f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}"
+            )
         if self.max_length <= 0:
             raise ConfigError(f"max_length must be positive, got {self.max_length}")
         if not 0.0 <= self.bidir_dropout < 1.0:
