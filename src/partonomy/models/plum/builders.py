@@ -24,7 +24,7 @@ from partonomy.models.backbones.llava import (
 )
 from partonomy.models.backbones.sam import SamConfig, build_sam, sam_geometry
 from partonomy.models.core.feedback import MaskFeedbackPooler
-from partonomy.models.core.mask_heads import SamMaskHead
+from partonomy.models.core.mask_heads_hf import mask_head_for
 from partonomy.models.core.model import SegLMM
 from partonomy.models.core.processing import SegProcessor
 from partonomy.models.core.processing_vlm import VlmSegProcessor
@@ -118,7 +118,7 @@ def build_plum(cfg: PlumConfig) -> tuple[SegLMM, SegProcessor]:
     model = SegLMM(
         llava=llava,
         prompt_source=BioSpanPrompts(extractor, query),
-        mask_head=SamMaskHead(sam),
+        mask_head=mask_head_for(sam),
         feedback=pooler,
         config=cfg,
         family="plum",
