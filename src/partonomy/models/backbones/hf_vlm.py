@@ -35,6 +35,8 @@ from partonomy.models.backbones.preprocess import VisionInput
 
 VlmKind = Literal["qwen2_5_vl", "qwen3_vl", "llava_onevision"]
 VLM_KINDS: tuple[str, ...] = ("qwen2_5_vl", "qwen3_vl", "llava_onevision")
+TINY_PIXELS = (16 * 16, 64 * 64)
+"""A tiny Qwen's default ``(min_pixels, max_pixels)``: 1 to 16 merged tokens per image."""
 
 _MODEL_CLASSES = {
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
@@ -55,7 +57,7 @@ class VlmConfig:
             (:func:`~partonomy.models.backbones.vlm_tokenizers.tiny_vlm_tokenizer`).
         dtype: parameter dtype.
         min_pixels, max_pixels: the Qwen image processor's pixel budget per image (dynamic
-            resolution; tiny defaults). For a pretrained Qwen, None keeps the checkpoint's.
+            resolution). None: the checkpoint's own (pretrained) or :data:`TINY_PIXELS` (tiny).
         text_hidden, text_layers, text_heads, text_kv_heads, text_intermediate: tiny LM sizes.
         vision_hidden, vision_layers, vision_heads, patch_size: tiny vision tower sizes.
         crop_size: LLaVA-OneVision's tiny base crop side (anyres pinpoints are 1x1..2x2 crops).
@@ -63,8 +65,8 @@ class VlmConfig:
 
     pretrained: str | None = None
     dtype: Dtype = "float32"
-    min_pixels: int | None = 16 * 16
-    max_pixels: int | None = 64 * 64
+    min_pixels: int | None = None
+    max_pixels: int | None = None
     text_hidden: int = 64
     text_layers: int = 2
     text_heads: int = 4
@@ -179,17 +181,22 @@ def _image_processor(kind: str, cfg: VlmConfig, model: Any) -> Any:
             else "LlavaOnevisionImageProcessorPil"
         )
         proc = getattr(transformers, name).from_pretrained(cfg.pretrained, local_files_only=True)
-        if kind != "llava_onevision" and cfg.min_pixels is not None:
-            proc.size = {"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}
+        if kind != "llava_onevision":
+            size = dict(proc.size)
+            if cfg.min_pixels is not None:
+                size["shortest_edge"] = cfg.min_pixels
+            if cfg.max_pixels is not None:
+                size["longest_edge"] = cfg.max_pixels
+            proc.size = size
         return proc
     vision = model.config.vision_config
     if kind in ("qwen2_5_vl", "qwen3_vl"):
-        budget: dict[str, Any] = {"min_pixels": cfg.min_pixels, "max_pixels": cfg.max_pixels}
         return transformers.Qwen2VLImageProcessorPil(
             patch_size=int(vision.patch_size),
             merge_size=int(vision.spatial_merge_size),
             temporal_patch_size=int(vision.temporal_patch_size),
-            **{k: v for k, v in budget.items() if v is not None},
+            min_pixels=cfg.min_pixels or TINY_PIXELS[0],
+            max_pixels=cfg.max_pixels or TINY_PIXELS[1],
         )
     crop = int(vision.image_size)
     return transformers.LlavaOnevisionImageProcessorPil(

@@ -42,7 +42,8 @@ class VlmSegProcessor(SegProcessor):
         tokenizer: the VLM's tokenizer, with its ``chat_template``.
         adapter: the VLM adapter (image processor, image token id).
         targets: the family's target scheme.
-        sam_image_size: the mask head's input side ``T``.
+        sam_image_size: the mask head's input side ``T``; 0 = no mask head (text-only scoring:
+            the SAM input is an empty tensor).
         max_length: longest sequence (image tokens included); longer ones are cut on the right.
 
     Raises:
@@ -162,8 +163,11 @@ class VlmSegProcessor(SegProcessor):
     ) -> tuple[VisionInput, torch.Tensor, tuple[int, int], tuple[int, int]]:
         """``(H, W, 3)`` uint8 -> (the VLM's :class:`VisionInput`, SAM input, ``(H, W)``, SAM ``(h, w)``)."""
         vision = self.adapter.vision_input(np.ascontiguousarray(image))
+        size = (int(image.shape[0]), int(image.shape[1]))
+        if not self.sam_image_size:
+            return vision, torch.zeros(0), size, (0, 0)
         sam, resized = sam_preprocess(image, self.sam_image_size)
-        return vision, torch.from_numpy(sam), (int(image.shape[0]), int(image.shape[1])), resized
+        return vision, torch.from_numpy(sam), size, resized
 
     def vision_input(self, pixels: Any) -> VisionInput:
         if not isinstance(pixels, VisionInput):
