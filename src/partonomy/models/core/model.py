@@ -175,6 +175,12 @@ class SegLMM(nn.Module):
             ValueError: a row's number of ``<image>`` tokens differs from the number of image
                 features, or an input encoder's token count differs from its embeddings.
         """
+        if self.vlm is not None:
+            raise NotImplementedError(
+                f"{type(unwrap_peft(self.llava)).__name__}: LLaVA-style input embeddings (free-form "
+                "generation, input encoders) are not available on an HF VLM backbone yet; the "
+                "benchmark (scoring + teacher-forced masks) and training are"
+            )
         base = unwrap_peft(self.llava)
         embeds = base.model.get_input_embeddings()(input_ids)  # (B, L, d)
         feats = self.vision_features(pixel_values)  # (N, P, d)

@@ -14,7 +14,12 @@ import torch
 
 from partonomy.config import merge_overrides
 from partonomy.errors import ConfigError
-from partonomy.models.backbones.hf_vlm import VlmAdapter, build_vlm, load_vlm_tokenizer
+from partonomy.models.backbones.hf_vlm import (
+    VlmAdapter,
+    VlmConfig,
+    build_vlm,
+    load_vlm_tokenizer,
+)
 from partonomy.models.backbones.llava import (
     LlavaConfig,
     build_llava,
@@ -191,8 +196,35 @@ def plum_7b_config() -> PlumConfig:
     return cfg
 
 
+def plum_qwen2_5_vl_7b_config() -> PlumConfig:
+    """PLUM on Qwen2.5-VL-7B-Instruct with SAM 2.1-L (HF checkpoints at placeholder paths)."""
+    return PlumConfig(
+        backbone="qwen2_5_vl",
+        vlm=VlmConfig(pretrained="checkpoints/Qwen2.5-VL-7B-Instruct", dtype="bfloat16"),
+        sam=SamConfig(
+            kind="sam2", pretrained="checkpoints/sam2.1-hiera-large", layout="hf", dtype="bfloat16"
+        ),
+    )
+
+
+def _tiny_on(backbone: str = "llava", sam_kind: str = "sam") -> Callable[[], PlumConfig]:
+    """A tiny preset on another backbone / mask head (random, offline, seconds to build)."""
+
+    def preset() -> PlumConfig:
+        return tiny_config(backbone=backbone, sam={"kind": sam_kind, "vision_hidden": 16})
+
+    return preset
+
+
 PRESETS: dict[str, Callable[[], PlumConfig]] = {
     "tiny": tiny_config,
+    "tiny_qwen2_5_vl": _tiny_on("qwen2_5_vl"),
+    "tiny_qwen3_vl": _tiny_on("qwen3_vl"),
+    "tiny_llava_onevision": _tiny_on("llava_onevision"),
+    "tiny_sam2": _tiny_on(sam_kind="sam2"),
+    "tiny_sam_hq": _tiny_on(sam_kind="sam_hq"),
+    "tiny_qwen2_5_vl_sam2": _tiny_on("qwen2_5_vl", "sam2"),
+    "plum_qwen2_5_vl_7b": plum_qwen2_5_vl_7b_config,
     "plum_7b": plum_7b_config,
     "plum_13b": plum_13b_config,
 }
