@@ -195,3 +195,21 @@ def test_short_training_run_loss_falls(built: tuple[str, Any, Any]) -> None:
 def test_sam2_pixel_shuffle_packing_is_lossless() -> None:
     x = torch.randn(2, 8, 16, 16)
     torch.testing.assert_close(F.pixel_shuffle(F.pixel_unshuffle(x, 4), 4), x)
+
+
+def test_random_sam2_with_the_conv_pyramid_encoder() -> None:
+    """``sam.kind: sam2, encoder: conv``: three levels at strides p/4, p/2, p feed SAM 2's decoder,
+    and the masks come out at 4x the embedding grid."""
+    from partonomy.models.backbones.conv_encoder import ConvPyramidEncoder
+    from partonomy.models.backbones.sam import SamConfig, build_sam
+
+    cfg = SamConfig(kind="sam2", encoder="conv", image_size=32, patch_size=4, decoder_hidden=32,
+                    conv_width=16)  # fmt: skip
+    sam = build_sam(cfg)
+    assert isinstance(sam.vision_encoder, ConvPyramidEncoder)
+    levels = sam.vision_encoder(torch.randn(1, 3, 32, 32)).fpn_hidden_states
+    assert [tuple(x.shape) for x in levels] == [(1, 32, 32, 32), (1, 32, 16, 16), (1, 32, 8, 8)]
+    head = Sam2MaskHead(sam)
+    emb = head.image_embeddings(torch.randn(2, 3, 32, 32))
+    low, iou = head.decode(emb, torch.randn(2, 1, 32), head.no_mask_dense(2))
+    assert emb.shape == (2, 4 * 32, 8, 8) and low.shape == (2, 32, 32) and iou.shape == (2,)

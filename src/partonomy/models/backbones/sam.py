@@ -63,8 +63,10 @@ class SamConfig:
     conv_width: int = 32
 
     def __post_init__(self) -> None:
-        if self.kind != "sam" and self.encoder != "vit":
-            raise ConfigError(f"sam.encoder='{self.encoder}' is for sam.kind='sam' only")
+        if self.kind == "sam_hq" and self.encoder != "vit":
+            raise ConfigError(
+                "sam.encoder='conv' is for sam.kind 'sam' or 'sam2' (SAM-HQ reads ViT features)"
+            )
         if self.encoder == "conv":
             if self.pretrained is not None:
                 raise ConfigError(

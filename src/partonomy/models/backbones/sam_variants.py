@@ -43,7 +43,8 @@ def tiny_sam2_config(cfg: SamConfig) -> Any:
     an FPN of width ``decoder_hidden`` and SAM 2's prompt encoder / decoder at that width."""
     from transformers import Sam2Config
 
-    if cfg.image_size % (2 * SAM2_STRIDE):
+    stride = cfg.patch_size if cfg.encoder == "conv" else SAM2_STRIDE
+    if cfg.image_size % (2 * SAM2_STRIDE) and cfg.encoder != "conv":
         raise ConfigError(
             f"sam.kind=sam2 needs sam.image_size divisible by 32, got {cfg.image_size}"
         )
@@ -71,7 +72,7 @@ def tiny_sam2_config(cfg: SamConfig) -> Any:
         "backbone_feature_sizes": [[side // s, side // s] for s in (4, 8, 16)],
         "fpn_hidden_size": cfg.decoder_hidden,
     }
-    prompt = {"hidden_size": cfg.decoder_hidden, "image_size": side, "patch_size": SAM2_STRIDE}
+    prompt = {"hidden_size": cfg.decoder_hidden, "image_size": side, "patch_size": stride}
     decoder = _decoder(cfg) | {"dynamic_multimask_via_stability": False}
     return Sam2Config(
         vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder
@@ -107,7 +108,14 @@ def build_sam_variant(cfg: SamConfig) -> Any:
     cls = transformers.Sam2Model if cfg.kind == "sam2" else transformers.SamHQModel
     if cfg.pretrained is None:
         config = tiny_sam2_config(cfg) if cfg.kind == "sam2" else tiny_sam_hq_config(cfg)
-        return cls(config)
+        model = cls(config)
+        if cfg.encoder == "conv":
+            from partonomy.models.backbones.conv_encoder import ConvPyramidEncoder
+
+            model.vision_encoder = ConvPyramidEncoder(
+                patch_size=cfg.patch_size, width=cfg.conv_width, out_channels=cfg.decoder_hidden
+            )
+        return model
     if cfg.layout != "hf" or not Path(cfg.pretrained).is_dir():
         raise ConfigError(
             f"sam.kind={cfg.kind}: sam.pretrained={cfg.pretrained!r} must be a local directory of "
