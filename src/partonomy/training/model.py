@@ -23,4 +23,7 @@ def build_model(cfg: TrainConfig) -> tuple[SegLMM, SegProcessor]:
 
 def random_init_backbone(cfg: TrainConfig) -> bool:
     """Whether a backbone is randomly initialised (no pretrained file to rebuild it from)."""
-    return cfg.model.llava.pretrained is None or cfg.model.sam.pretrained is None
+    # PLUM may sit on an HF VLM (``model.backbone``); other families always have ``llava``.
+    on_vlm = getattr(cfg.model, "backbone", "llava") != "llava"
+    lm = cfg.model.vlm if on_vlm else cfg.model.llava
+    return lm.pretrained is None or cfg.model.sam.pretrained is None

@@ -225,7 +225,18 @@ def test_teacher_hidden_states_disable_lora(built):
 
 
 def test_presets_and_deterministic_tiny_build():
-    assert set(PRESETS) == {"tiny", "plum_7b", "plum_13b"}
+    assert set(PRESETS) == {
+        "tiny",
+        "plum_7b",
+        "plum_13b",
+        "tiny_qwen2_5_vl",
+        "tiny_qwen3_vl",
+        "tiny_llava_onevision",
+        "tiny_sam2",
+        "tiny_sam_hq",
+        "tiny_qwen2_5_vl_sam2",
+        "plum_qwen2_5_vl_7b",
+    }
     real = PRESETS["plum_13b"]()
     assert real.llava.layout == "llava_v1" and real.sam.layout == "original"
     a, _ = build_plum(tiny_config(seed=3))

@@ -77,3 +77,50 @@ class ConvImageEncoder(nn.Module):
         are accepted and ignored.
         """
         return ConvEncoderOutput(last_hidden_state=self.layers(pixel_values))
+
+
+@dataclass
+class ConvPyramidOutput(ModelOutput):
+    """``fpn_hidden_states``: ``[(N, D, 4h, 4w), (N, D, 2h, 2w), (N, D, h, w)]``, finest first
+    (the levels ``Sam2VisionModel`` gives SAM 2's mask decoder)."""
+
+    fpn_hidden_states: list[torch.Tensor] | None = None
+
+
+class ConvPyramidEncoder(nn.Module):
+    """:class:`ConvImageEncoder`'s layers with SAM 2's three feature levels tapped: a random tiny
+    SAM 2 (``sam.kind: sam2``, ``sam.encoder: conv``) gets the same fast-learning encoder.
+
+    Args:
+        patch_size: stride ``p`` of the coarsest level (the image embedding; a power of two >= 4);
+            the other two levels have strides ``p/4`` and ``p/2``.
+        width: channels inside the encoder (a multiple of 8).
+        out_channels: level width ``D`` (SAM 2's FPN width = the decoder width).
+    """
+
+    def __init__(self, *, patch_size: int, width: int, out_channels: int) -> None:
+        super().__init__()
+        if patch_size < 4 or patch_size & (patch_size - 1):
+            raise ValueError(f"patch_size must be a power of two >= 4, got {patch_size}")
+        if width % 8:
+            raise ValueError(f"width must be a multiple of 8 (GroupNorm groups), got {width}")
+        steps = int(math.log2(patch_size))
+        stages: list[nn.Module] = [nn.Sequential(*_conv_block(3, width))]  # the stem, stride 1
+        for k in range(steps):
+            block = _conv_block(width, width) + _conv_block(width, width, stride=2)
+            if k == steps - 1:  # context at the coarsest level, as in ConvImageEncoder
+                block += _conv_block(width, width, dilation=2) + _conv_block(
+                    width, width, dilation=4
+                )
+            stages.append(nn.Sequential(*block))
+        self.stages = nn.ModuleList(stages)
+        self.heads = nn.ModuleList(nn.Conv2d(width, out_channels, 1) for _ in range(3))
+
+    def forward(self, pixel_values: torch.Tensor, **_: object) -> ConvPyramidOutput:
+        """``(N, 3, T, T)`` -> three levels at strides ``p/4``, ``p/2``, ``p`` (finest first)."""
+        x, taps = pixel_values, []
+        for stage in self.stages:
+            x = stage(x)
+            taps.append(x)
+        levels = [head(t) for head, t in zip(self.heads, taps[-3:], strict=True)]
+        return ConvPyramidOutput(fpn_hidden_states=levels)

@@ -13,6 +13,8 @@ arrays. Sizes come from the built models' configs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 from PIL import Image
@@ -21,6 +23,23 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SAM_MEAN = (123.675, 116.28, 103.53)
 SAM_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass
+class VisionInput:
+    """One image as the language model's vision side takes it.
+
+    Attributes:
+        pixel_values: LLaVA: ``(3, S, S)`` CLIP input; an HF VLM: its image processor's output for
+            this image alone (Qwen: ``(patches, C*t*p*p)``; LLaVA-OneVision: ``(crops, 3, S, S)``).
+        extras: the other per-image tensors the model takes, each with a leading image axis of 1
+            (``image_grid_thw (1, 3)``, ``image_sizes (1, 2)``); empty for LLaVA.
+        n_tokens: LM positions (image tokens) this image occupies.
+    """
+
+    pixel_values: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    n_tokens: int = 0
 
 
 def _check_rgb(image: np.ndarray) -> np.ndarray:

@@ -32,6 +32,8 @@ class SamConfig:
     """Which SAM to build.
 
     Attributes:
+        kind: ``sam`` (SAM ViT-B/L/H), ``sam2`` (SAM 2, Hiera) or ``sam_hq`` (SAM-HQ); the last two
+            are built by :mod:`~partonomy.models.backbones.sam_variants` (HF layout only).
         pretrained: local directory of an HF ``SamModel`` (``layout="hf"``) or a segment-anything
             checkpoint file (``layout="original"``); None builds a tiny random SAM.
         layout: the key layout of ``pretrained``.
@@ -49,6 +51,7 @@ class SamConfig:
             outputs and parameters) or ``hf`` (transformers' own). Ignored by the conv encoder.
     """
 
+    kind: Literal["sam", "sam2", "sam_hq"] = "sam"
     pretrained: str | None = None
     layout: Literal["hf", "original"] = "hf"
     dtype: Dtype = "float32"
@@ -64,6 +67,10 @@ class SamConfig:
     encoder_attention: Literal["flash", "hf"] = "flash"
 
     def __post_init__(self) -> None:
+        if self.kind == "sam_hq" and self.encoder != "vit":
+            raise ConfigError(
+                "sam.encoder='conv' is for sam.kind 'sam' or 'sam2' (SAM-HQ reads ViT features)"
+            )
         if self.encoder == "conv":
             if self.pretrained is not None:
                 raise ConfigError(
@@ -121,7 +128,7 @@ class SamGeometry:
 def sam_geometry(sam: Any) -> SamGeometry:
     """Read :class:`SamGeometry` off a built ``SamModel``'s config."""
     prompt = sam.config.prompt_encoder_config
-    side = prompt.image_embedding_size
+    side = int(prompt.image_size) // int(prompt.patch_size)
     c2 = prompt.mask_input_channels
     return SamGeometry(
         input_size=int(prompt.image_size),
@@ -179,7 +186,11 @@ def build_sam(cfg: SamConfig) -> SamModel:
     from transformers import SamModel
 
     model: Any
-    if cfg.pretrained is None:
+    if cfg.kind != "sam":
+        from partonomy.models.backbones.sam_variants import build_sam_variant
+
+        model = build_sam_variant(cfg)
+    elif cfg.pretrained is None:
         model = SamModel(tiny_sam_config(cfg))  # type: ignore[arg-type]
         if cfg.encoder == "conv":
             from partonomy.models.backbones.conv_encoder import ConvImageEncoder

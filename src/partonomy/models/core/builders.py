@@ -22,7 +22,7 @@ from partonomy.models.backbones.llava import (
     uses_im_start_end,
 )
 from partonomy.models.backbones.sam import SamConfig, build_sam, sam_geometry
-from partonomy.models.core.mask_heads import SamMaskHead
+from partonomy.models.core.mask_heads_hf import mask_head_for
 from partonomy.models.core.model import InputEncoder, SegLMM
 from partonomy.models.core.processing import SegProcessor
 from partonomy.models.core.prompt_sources import SegTokenPrompts
@@ -79,7 +79,7 @@ def build_seg_token_model(
     model = SegLMM(
         llava=llava,
         prompt_source=prompts,
-        mask_head=SamMaskHead(sam),
+        mask_head=mask_head_for(sam),
         input_encoders=encoders,
         config=config,
         family=family,

@@ -30,6 +30,7 @@ from typing import Any, Literal, cast
 import torch
 from torch import nn
 
+from partonomy.models.backbones.hf_vlm import VlmAdapter
 from partonomy.models.core.feedback import MaskFeedbackPooler
 from partonomy.models.core.mask_heads import SamMaskHead
 from partonomy.models.core.processing import SegBatch
@@ -111,6 +112,9 @@ class SegLMM(nn.Module):
         input_encoders: token name -> encoder that replaces that token's embeddings (GLaMM).
         config: the config the parts were built from (kept for checkpoints and reporting).
         family: the registered family name (``plum``, ``lisa``, ``glamm``...).
+        vlm: when ``llava`` is another HF VLM (Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision), its
+            :class:`~partonomy.models.backbones.hf_vlm.VlmAdapter`: the model's own forward then
+            scatters the image features and computes the positions (no input encoders).
     """
 
     llava: Any  # HF LlavaForConditionalGeneration (or its PEFT wrapper); HF types are loose
@@ -125,8 +129,11 @@ class SegLMM(nn.Module):
         input_encoders: Mapping[str, InputEncoder] | None = None,
         config: Any = None,
         family: str = "",
+        vlm: VlmAdapter | None = None,
     ) -> None:
         super().__init__()
+        if vlm is not None and input_encoders:
+            raise ValueError("input encoders need the LLaVA backbone; an HF VLM backbone has none")
         self.llava = llava
         self.prompt_source = prompt_source
         self.mask_head = mask_head
@@ -134,10 +141,13 @@ class SegLMM(nn.Module):
         self.input_encoders = nn.ModuleDict(dict(input_encoders or {}))
         self.config = config
         self.family = family
+        self.vlm = vlm
 
     # --------------------------------------------------------------------------- properties
     @property
     def image_token_id(self) -> int:
+        if self.vlm is not None:
+            return self.vlm.image_token_id
         return int(unwrap_peft(self.llava).config.image_token_index)
 
     # ------------------------------------------------------------------------------- parts
@@ -165,6 +175,12 @@ class SegLMM(nn.Module):
             ValueError: a row's number of ``<image>`` tokens differs from the number of image
                 features, or an input encoder's token count differs from its embeddings.
         """
+        if self.vlm is not None:
+            raise NotImplementedError(
+                f"{type(unwrap_peft(self.llava)).__name__}: LLaVA-style input embeddings (free-form "
+                "generation, input encoders) are not available on an HF VLM backbone yet; the "
+                "benchmark (scoring + teacher-forced masks) and training are"
+            )
         base = unwrap_peft(self.llava)
         embeds = base.model.get_input_embeddings()(input_ids)  # (B, L, d)
         feats = self.vision_features(pixel_values)  # (N, P, d)
@@ -221,12 +237,21 @@ class SegLMM(nn.Module):
             ``(hidden (B, L, d), logits (B, L, V) or (N, V))``.
         """
         base = unwrap_peft(self.llava)
-        embeds = self.input_embeddings(input_ids, pixel_values, image_index, batch)
-        # No KV cache: this is a full-sequence pass (training, teacher forcing); a cache only costs memory.
-        out = base.model.language_model(
-            inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False
-        )
-        hidden = out.last_hidden_state
+        if self.vlm is not None:
+            if image_index is None:
+                image_index = torch.arange(input_ids.shape[0], device=input_ids.device)
+            extras = batch.vision if batch is not None else {}
+            rows = self.vlm.rows(pixel_values, extras, image_index)
+            hidden = self.vlm.forward(base.model, input_ids, attention_mask, rows)[
+                0
+            ].last_hidden_state
+        else:
+            embeds = self.input_embeddings(input_ids, pixel_values, image_index, batch)
+            # No KV cache: a full-sequence pass (training, teacher forcing); a cache only costs memory.
+            out = base.model.language_model(
+                inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False
+            )
+            hidden = out.last_hidden_state
         if logit_positions is not None:
             return hidden, base.lm_head(hidden[logit_positions])
         return hidden, base.lm_head(hidden)

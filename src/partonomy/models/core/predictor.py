@@ -296,6 +296,7 @@ class SegPredictor:
             answer=answer_masks,
             pixel_values=examples[0].pixel_values,
             keep_hidden=keep,
+            vision=examples[0].vision,
         )
 
     @torch.no_grad()
@@ -447,6 +448,7 @@ class SegPredictor:
             pad_token_id=self._pad_id(),
             max_rows=self.max_rows,
             layout=self.layout,
+            vlm=self.model.vlm,
         )
         correct = prepared.correct
         hidden = [scores[g].hidden for g in prepared.part_group]

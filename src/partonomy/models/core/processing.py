@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from partonomy.models.backbones.llava import IM_END_TOKEN, IM_START_TOKEN, IMAGE_TOKEN
-from partonomy.models.backbones.preprocess import clip_preprocess, sam_preprocess
+from partonomy.models.backbones.preprocess import VisionInput, clip_preprocess, sam_preprocess
 from partonomy.models.core.targets import IGNORE_LABEL, TargetScheme
 
 LABEL_IGNORE = -100
@@ -60,6 +60,8 @@ class SegExample:
         answer_start: index of the last answer's first token (``L`` when there is no answer).
         answer_end: one past its last token (its ``</s>``).
         image_key: examples with equal non-None keys share one image in a batch (CLIP and SAM run once).
+        vision: the LM's other per-image vision tensors (an HF VLM's ``image_grid_thw`` /
+            ``image_sizes``, leading axis 1); empty for LLaVA.
     """
 
     input_ids: torch.Tensor
@@ -78,6 +80,7 @@ class SegExample:
     image_key: Hashable | None = None
     unmatched_parts: list[str] = field(default_factory=list)
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    vision: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,6 +101,9 @@ class SegBatch:
         image_embeddings: ``(N, D, h, w)`` precomputed mask-head image embeddings of the ``N``
             images (e.g. read from an embedding cache), or None; when set, the model uses them
             instead of running its frozen image encoder on ``sam_pixel_values``.
+        vision: the ``N`` images' other vision tensors, leading axis ``N`` (an HF VLM's
+            ``image_grid_thw`` / ``image_sizes``); empty for LLaVA. ``pixel_values`` is then in
+            the HF model's own batched layout.
     """
 
     input_ids: torch.Tensor
@@ -116,6 +122,7 @@ class SegBatch:
     answer_ends: list[int] = field(default_factory=list)
     boxes: list[list[tuple[float, float, float, float]]] = field(default_factory=list)
     image_embeddings: torch.Tensor | None = None
+    vision: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> SegBatch:
         """A copy on ``device``; float pixel tensors also cast to ``dtype`` when given."""
@@ -127,6 +134,8 @@ class SegBatch:
                 out[f.name] = value.to(device=device, dtype=cast)
             elif f.name == "span_targets":
                 out[f.name] = [[t.to(device) for t in conv] for conv in value]
+            elif f.name == "vision":
+                out[f.name] = {k: v.to(device) for k, v in value.items()}
             else:
                 out[f.name] = value
         return SegBatch(**out)
@@ -148,6 +157,7 @@ class SegProcessor:
         max_length: longest sequence (image tokens included); longer ones are cut on the right.
         image_prompt: the first user turn's image part, ``{image}`` standing for the placeholder
             (``"{image}\\n"``: LLaVA; GLaMM: ``"The {image} provides an overview of the picture.\\n"``).
+        image_token: the image placeholder token (``<image>``; an HF VLM's own, e.g. ``<|image_pad|>``).
     """
 
     def __init__(
@@ -161,19 +171,20 @@ class SegProcessor:
         use_im_start_end: bool = False,
         max_length: int = 512,
         image_prompt: str = "{image}\n",
+        image_token: str = IMAGE_TOKEN,
     ) -> None:
         if "{image}" not in image_prompt:
             raise ValueError(f"image_prompt must contain '{{image}}', got {image_prompt!r}")
         self.tokenizer = tokenizer
         self.targets = targets
-        self.image_token = IMAGE_TOKEN
-        self.image_token_id = int(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
+        self.image_token = image_token
+        self.image_token_id = int(tokenizer.convert_tokens_to_ids(image_token))
         self.image_seq_length = image_seq_length
         self.clip_image_size = clip_image_size
         self.sam_image_size = sam_image_size
         self.use_im_start_end = use_im_start_end
         self.max_length = max_length
-        placeholder = IMAGE_TOKEN
+        placeholder = image_token
         if use_im_start_end:
             placeholder = IM_START_TOKEN + IMAGE_TOKEN + IM_END_TOKEN
         self.image_placeholder = placeholder
@@ -206,8 +217,11 @@ class SegProcessor:
         """
         return self._conversation(history, question, None)[0]
 
-    def tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """BOS + token ids of ``text`` with the single image placeholder expanded.
+    def tokenize(
+        self, text: str, n_image_tokens: int | None = None
+    ) -> tuple[list[int], list[tuple[int, int]]]:
+        """BOS + token ids of ``text`` with the single image placeholder expanded to
+        ``n_image_tokens`` copies (default ``image_seq_length``).
 
         Returns:
             ids and per-token character offsets into ``text`` (``(0, 0)`` for BOS; every expanded
@@ -226,18 +240,31 @@ class SegProcessor:
                 "(do not write the image token in questions or answers)"
             )
         k = where[0]
-        ids = ids[:k] + [self.image_token_id] * self.image_seq_length + ids[k + 1 :]
-        offsets = offsets[:k] + [offsets[k]] * self.image_seq_length + offsets[k + 1 :]
+        n_img = self.image_seq_length if n_image_tokens is None else n_image_tokens
+        ids = ids[:k] + [self.image_token_id] * n_img + ids[k + 1 :]
+        offsets = offsets[:k] + [offsets[k]] * n_img + offsets[k + 1 :]
         return [int(self.tokenizer.bos_token_id), *ids], [(0, 0), *offsets]  # type: ignore[list-item]
 
     # --------------------------------------------------------------------------------- images
     def preprocess_image(
         self, image: np.ndarray
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int], tuple[int, int]]:
-        """``(H, W, 3)`` uint8 -> (CLIP input, SAM input, ``(H, W)``, SAM ``(h, w)``)."""
+    ) -> tuple[Any, torch.Tensor, tuple[int, int], tuple[int, int]]:
+        """``(H, W, 3)`` uint8 -> (LM vision input: the CLIP tensor here, SAM input, ``(H, W)``,
+        SAM ``(h, w)``)."""
         clip = torch.from_numpy(clip_preprocess(image, self.clip_image_size))
         sam, resized = sam_preprocess(image, self.sam_image_size)
         return clip, torch.from_numpy(sam), (int(image.shape[0]), int(image.shape[1])), resized
+
+    def vision_input(self, pixels: Any) -> VisionInput:
+        """The LM's view of an image from :meth:`preprocess_image`'s first element (LLaVA: the
+        CLIP input, ``image_seq_length`` tokens; an HF VLM processor returns its own)."""
+        return VisionInput(pixels, {}, self.image_seq_length)
+
+    def collate_images(
+        self, images: Sequence[VisionInput]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(pixel_values, vision)`` of a batch's ``N`` distinct images (LLaVA: stacked CLIP inputs)."""
+        return torch.stack([i.pixel_values for i in images]), {}
 
     # ------------------------------------------------------------------------------- encoding
     def encode(
@@ -254,7 +281,7 @@ class SegProcessor:
         image_key: Hashable | None = None,
         boxes: Sequence[Sequence[float]] = (),
         truncate: bool = True,
-        _pixels: tuple[torch.Tensor, torch.Tensor, tuple[int, int], tuple[int, int]] | None = None,
+        _pixels: tuple[Any, torch.Tensor, tuple[int, int], tuple[int, int]] | None = None,
     ) -> SegExample:
         """Encode one conversation.
 
@@ -294,7 +321,9 @@ class SegProcessor:
                 "(a part must appear verbatim as whole words)"
             )
         text, ranges = self._conversation(history, question, answer)
-        ids, offsets = self.tokenize(text)
+        clip, sam, original_size, sam_size = _pixels or self.preprocess_image(image)
+        vision = self.vision_input(clip)
+        ids, offsets = self.tokenize(text, vision.n_tokens)
         n = len(ids)
         labels = [LABEL_IGNORE] * n
         answer_start = answer_end = n
@@ -314,7 +343,6 @@ class SegProcessor:
             strict=strict,
         )
         found = located.spans
-        clip, sam, original_size, sam_size = _pixels or self.preprocess_image(image)
         targets = []
         for span in found:
             if span.part not in span_masks:
@@ -343,7 +371,7 @@ class SegProcessor:
             spans=spans,
             span_parts=[s.part for s in found],
             span_targets=targets,
-            pixel_values=clip,
+            pixel_values=vision.pixel_values,
             sam_pixel_values=sam,
             original_size=original_size,
             sam_input_size=sam_size,
@@ -352,6 +380,7 @@ class SegProcessor:
             image_key=image_key,
             unmatched_parts=[*dropped, *located.unmatched],
             boxes=[tuple(float(v) for v in b) for b in boxes],  # type: ignore[misc]
+            vision=vision.extras,
         )
 
     def encode_choices(
@@ -409,7 +438,7 @@ class SegProcessor:
         labels = torch.full((b, length), LABEL_IGNORE, dtype=torch.long)
         tags = torch.full((b, length), IGNORE_LABEL, dtype=torch.long)
         slots: dict[Any, int] = {}
-        clip: list[torch.Tensor] = []
+        clip: list[VisionInput] = []
         sam: list[torch.Tensor] = []
         image_index: list[int] = []
         for row, ex in enumerate(examples):
@@ -421,15 +450,16 @@ class SegProcessor:
             key = ("row", row) if ex.image_key is None else ("key", ex.image_key)
             if key not in slots:
                 slots[key] = len(clip)
-                clip.append(ex.pixel_values)
+                clip.append(VisionInput(ex.pixel_values, ex.vision))
                 sam.append(ex.sam_pixel_values)
             image_index.append(slots[key])
+        pixel_values, vision = self.collate_images(clip)
         return SegBatch(
             input_ids=input_ids,
             attention_mask=attention,
             labels=labels,
             tag_labels=tags,
-            pixel_values=torch.stack(clip),
+            pixel_values=pixel_values,
             sam_pixel_values=torch.stack(sam),
             image_index=torch.tensor(image_index, dtype=torch.long),
             original_sizes=[e.original_size for e in examples],
@@ -443,4 +473,5 @@ class SegProcessor:
             answer_starts=[e.answer_start for e in examples],
             answer_ends=[e.answer_end for e in examples],
             boxes=[list(e.boxes) for e in examples],
+            vision=vision,
         )

@@ -20,14 +20,17 @@ Works with any HF causal LM whose base model returns ``last_hidden_state`` and a
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import DynamicCache
+
+if TYPE_CHECKING:
+    from partonomy.models.backbones.hf_vlm import VlmAdapter
 
 ChoiceScore = Literal["conversation", "answer"]
 Layout = Literal["expand", "packed"]
@@ -58,9 +61,11 @@ class ChoiceGroup:
         scored: K bool tensors ``(L_k,)``: tokens counted by the ``conversation`` score (every
             non-pad, non-image token).
         answer: K bool tensors ``(L_k,)``: tokens counted by the ``answer`` score.
-        pixel_values: ``(3, S, S)`` float, the LM's vision input for this image.
+        pixel_values: ``(3, S, S)`` float, the LM's vision input for this image (an HF VLM:
+            its image processor's output for this one image).
         keep_hidden: index of the choice whose last-layer hidden states to return (the correct
             answer, for teacher-forced masks), or None.
+        vision: an HF VLM's other per-image tensors (``image_grid_thw`` / ``image_sizes``).
     """
 
     input_ids: Sequence[torch.Tensor]
@@ -68,6 +73,7 @@ class ChoiceGroup:
     answer: Sequence[torch.Tensor]
     pixel_values: torch.Tensor
     keep_hidden: int | None = None
+    vision: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         k = len(self.input_ids)
@@ -233,8 +239,12 @@ class _Unit:
         prefix_mask: torch.Tensor,
         device: torch.device,
         dtype: torch.dtype,
+        deltas: torch.Tensor | None = None,
     ) -> torch.Tensor:
         rows = _dev(torch.tensor(self.group_of_row), device)
+        positions = _dev(self.positions, device)
+        if deltas is not None:  # mrope: text after the image sits at index + delta
+            positions = positions + deltas.to(device)[rows][:, None]
         prefix = prefix_mask[rows]  # (U, P_max)
         if self.block_mask is None:
             assert self.key_mask is not None
@@ -260,7 +270,7 @@ class _Unit:
         out = base(
             input_ids=_dev(self.ids, device),
             attention_mask=attention,
-            position_ids=_dev(self.positions, device),
+            position_ids=positions,
             use_cache=True,
             **cache_kwargs(base, DynamicCache(ddp_cache_data=data)),
         )
@@ -323,6 +333,39 @@ def _packed_unit(
     )
 
 
+def _forward_images(
+    base: nn.Module,
+    vlm: VlmAdapter | None,
+    groups: Sequence[ChoiceGroup],
+    group_of_row: Sequence[int],
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    use_cache: bool,
+) -> tuple[Any, torch.Tensor | None]:
+    """The base model over ``ids (R, L)`` with row ``r`` seeing group ``group_of_row[r]``'s image:
+    ``(output, mrope position deltas (R,) or None)``."""
+    device = ids.device
+    dtype = next(base.parameters()).dtype
+    if vlm is None:
+        pixel_values = torch.stack([groups[g].pixel_values for g in group_of_row])
+        out = base(
+            input_ids=ids,
+            pixel_values=_dev(pixel_values, device, dtype),
+            attention_mask=mask,
+            use_cache=use_cache,
+        )
+        return out, None
+    from partonomy.models.backbones.preprocess import VisionInput
+
+    pixel_values, extras = vlm.collate(
+        [VisionInput(groups[g].pixel_values, dict(groups[g].vision)) for g in group_of_row]
+    )
+    rows = vlm.rows(pixel_values, extras, torch.arange(len(group_of_row)))
+    return vlm.forward(
+        base, ids, mask, {k: v.to(device) for k, v in rows.items()}, use_cache=use_cache
+    )
+
+
 @torch.no_grad()
 def score_groups(
     lm: nn.Module,
@@ -332,6 +375,7 @@ def score_groups(
     pad_token_id: int = 0,
     max_rows: int = 64,
     layout: Layout = "packed",
+    vlm: VlmAdapter | None = None,
 ) -> list[GroupScores]:
     """Score every choice of every group, computing each group's shared prefix once.
 
@@ -355,6 +399,8 @@ def score_groups(
         pad_token_id: any valid id, used for padding (padding is masked out).
         max_rows: continuation rows per forward (expand layout); bounds the expanded KV cache.
         layout: ``"expand"`` or ``"packed"`` (above); both give the same scores.
+        vlm: the adapter when ``lm`` is an HF VLM other than LLaVA (its own vision inputs and
+            positions, :meth:`~partonomy.models.backbones.hf_vlm.VlmAdapter.forward`).
 
     Returns:
         One :class:`GroupScores` per group, in order. Equal, up to float rounding, to scoring each
@@ -383,12 +429,8 @@ def score_groups(
         prefix_ids[gi, :p] = s[0][:p]
         prefix_mask[gi, :p] = 1
     prefix_mask_dev = _dev(prefix_mask, device)
-    pixel_values = _dev(torch.stack([g.pixel_values for g in groups]), device, dtype)
-    out = base(
-        input_ids=_dev(prefix_ids, device),
-        pixel_values=pixel_values,
-        attention_mask=prefix_mask_dev,
-        use_cache=True,
+    out, deltas = _forward_images(
+        base, vlm, groups, list(range(n_groups)), _dev(prefix_ids, device), prefix_mask_dev, True
     )
     prefix_hidden, cache = out.last_hidden_state, output_cache(out)
     sums = _Sums(groups, device)
@@ -432,7 +474,7 @@ def score_groups(
             for i in range(0, len(choice_rows), max_rows)
         ]
     for unit in units:
-        cont_hidden = unit.run(base, cache, prefix_mask_dev, device, dtype)
+        cont_hidden = unit.run(base, cache, prefix_mask_dev, device, dtype, deltas)
         # Token j of a continuation is predicted by the position before it: the prefix's last
         # hidden state for j = 0, the continuation's own hidden state j - 1 after that.
         first_g = torch.tensor([gi for _, _, _, gi, _ in unit.segments])
@@ -472,7 +514,12 @@ def score_groups(
 
 @torch.no_grad()
 def score_groups_full(
-    lm: nn.Module, groups: Sequence[ChoiceGroup], *, pad_token_id: int = 0, max_rows: int = 64
+    lm: nn.Module,
+    groups: Sequence[ChoiceGroup],
+    *,
+    pad_token_id: int = 0,
+    max_rows: int = 64,
+    vlm: VlmAdapter | None = None,
 ) -> list[GroupScores]:
     """The same scores with one full forward per choice (the original's way): the reference.
 
@@ -480,8 +527,7 @@ def score_groups_full(
     K times. Kept for the benchmark (``benchmarks/bench_plum_inference.py``) and as a fallback.
     """
     base, head = base_and_head(lm)
-    weight = next(head.parameters())
-    device, dtype = weight.device, weight.dtype
+    device = next(head.parameters()).device
     sums = _Sums(groups, device)
     hidden_out: list[torch.Tensor | None] = [None] * len(groups)
     all_rows = [(gi, k) for gi, g in enumerate(groups) for k in range(len(g.input_ids))]
@@ -494,12 +540,10 @@ def score_groups_full(
         for r, s in enumerate(seqs):
             ids[r, : s.shape[0]] = s
             mask[r, : s.shape[0]] = 1
-        pixel_values = torch.stack([groups[gi].pixel_values for gi, _ in chunk])
-        hidden = base(
-            input_ids=ids.to(device),
-            pixel_values=pixel_values.to(device, dtype),
-            attention_mask=mask.to(device),
-        ).last_hidden_state
+        out, _ = _forward_images(
+            base, vlm, groups, [gi for gi, _ in chunk], ids.to(device), mask.to(device), False
+        )
+        hidden = out.last_hidden_state
         src_r, src_t, rows, weights = [], [], [], []
         for r, (gi, k) in enumerate(chunk):
             g = groups[gi]

@@ -40,14 +40,22 @@ log = logging.getLogger(__name__)
 COMMON_GROUPS: dict[str, tuple[str, ...]] = {
     "language_model": ("llava.model.language_model",),
     "lm_head": ("llava.lm_head",),
-    "vision_tower": ("llava.model.vision_tower",),
-    "mm_projector": ("llava.model.multi_modal_projector",),
+    # LLaVA / LLaVA-OneVision name them vision_tower + multi_modal_projector; Qwen-VL's vision
+    # module is `visual`, its projector the `merger` (and Qwen3-VL's deepstack mergers) inside it.
+    "vision_tower": ("llava.model.vision_tower", "llava.model.visual"),
+    "mm_projector": (
+        "llava.model.multi_modal_projector",
+        "llava.model.visual.merger",
+        "llava.model.visual.deepstack_merger_list",
+    ),
     "sam_image_encoder": ("mask_head.sam.vision_encoder",),
     "sam_prompt_encoder": ("mask_head.sam.prompt_encoder",),
     "sam_mask_decoder": ("mask_head.sam.mask_decoder",),
     "sam_positional_matrix": ("mask_head.sam.shared_image_embedding",),
 }
-"""Spec field -> module path prefixes (in the SegLMM) it controls, for the fields every family has."""
+"""Spec field -> module path prefixes (in the SegLMM) it controls, for the fields every family has.
+A group's paths are alternatives for different backbones: at least one must exist. With Qwen-VL,
+``vision_tower: true`` also trains the merger inside ``visual``."""
 
 EMBEDDING_PATH = "llava.model.language_model.embed_tokens"
 """The input-embedding module, governed by :attr:`TrainableSpec.embeddings`."""
@@ -55,9 +63,15 @@ EMBEDDING_PATH = "llava.model.language_model.embed_tokens"
 _ROW_MASK_HANDLE = "_partonomy_row_mask_handle"
 
 
+ALL_LINEAR = "all-linear"
+"""``lora.target_modules: [all-linear]``: peft picks every ``nn.Linear`` of the language model by
+module type (no names to know per architecture: Qwen's, LLaMA's and Qwen3's projections alike)."""
+
+
 @dataclass
 class LoraSpec:
-    """LoRA adapters for the language model (peft ``LoraConfig``)."""
+    """LoRA adapters for the language model (peft ``LoraConfig``); ``target_modules`` are module
+    names, or ``[all-linear]`` (:data:`ALL_LINEAR`)."""
 
     r: int = 8
     alpha: int = 16
@@ -150,7 +164,9 @@ def apply_lora(model: nn.Module, spec: LoraSpec) -> None:
         r=spec.r,
         lora_alpha=spec.alpha,
         lora_dropout=spec.dropout,
-        target_modules=list(spec.target_modules),
+        target_modules=ALL_LINEAR
+        if list(spec.target_modules) == [ALL_LINEAR]
+        else list(spec.target_modules),
         bias="none",
     )
     inject_adapter_in_model(config, lm, adapter_name="default")
@@ -224,10 +240,8 @@ def set_trainable(
         ConfigError: the model lacks a module of the spec, or ``new_rows`` is asked without ids.
     """
     for group, paths in spec.GROUPS.items():
-        for path in paths:
-            if group in spec.OPTIONAL_GROUPS and _absent(model, path):
-                continue
-            _submodule(model, path)
+        if group not in spec.OPTIONAL_GROUPS and all(_absent(model, p) for p in paths):
+            _submodule(model, paths[0])  # raises, naming the expected module
     if spec.language_model == "lora":
         apply_lora(model, spec.lora)
 

@@ -7,8 +7,11 @@ part name's token ids as an exact subsequence of the answer's token ids:
 * matching starts at the answer (``answer_start``, the first token after ``ASSISTANT:``);
 * longer part names are matched first (more tokens, then more characters), so "front wheel" claims
   its tokens before "wheel" can;
-* a match that runs into a longer word is rejected: the next token has no ``▁`` word-start marker
-  and starts with a letter or digit ("wing" inside "wingtip");
+* a match that runs into a longer word is rejected: the next token has no word-start marker
+  (SentencePiece's ``▁``, byte-level BPE's ``Ġ``) and starts with a letter or digit ("wing"
+  inside "wingtip");
+* byte-level BPE tokenizers (Qwen, LLaVA-OneVision) fold a word's leading space into its first
+  token, so a part name is also matched as encoded after a space (" wing" -> ``Ġwing``);
 * a match that overlaps an already-labelled token is rejected (the original rejects on the first
   token only; overlapping spans cannot be expressed in BIO, so any overlap is rejected here);
 * training tags the first acceptable occurrence of each part, evaluation (``all_occurrences=True``)
@@ -33,11 +36,24 @@ BIO_IGNORE = -100
 """Label of positions that carry no BIO target (image, padding, prompt): ignored by the loss."""
 WORD_START = "▁"
 """SentencePiece's word-start marker."""
+BYTE_LEVEL_SPACE = "Ġ"
+"""Byte-level BPE's encoding of a leading space (GPT-2, Qwen)."""
 
 
 def _continues_word(piece: str) -> bool:
     """True if ``piece`` glues onto the previous token as part of the same word."""
-    return not piece.startswith(WORD_START) and piece[:1].isalnum()
+    return not piece.startswith((WORD_START, BYTE_LEVEL_SPACE)) and piece[:1].isalnum()
+
+
+def _patterns(part: str, tokenizer: Any) -> list[list[int]]:
+    """The token ids of ``part`` as it can appear in an answer: alone, and (byte-level BPE) after
+    a space, when that gives a different first token."""
+    plain = [int(t) for t in tokenizer.encode(part, add_special_tokens=False)]
+    spaced = [int(t) for t in tokenizer.encode(" " + part, add_special_tokens=False)]
+    first = tokenizer.convert_ids_to_tokens(spaced[:1])
+    if spaced and spaced != plain and str(first[0]).startswith(BYTE_LEVEL_SPACE):
+        return [plain, spaced]
+    return [plain]
 
 
 def find_part_spans(
@@ -72,20 +88,26 @@ def find_part_spans(
             f"answer range [{answer_start}, {end}) is outside a sequence of {len(ids)} tokens"
         )
     pieces = tokenizer.convert_ids_to_tokens(ids)
-    patterns = {
-        p: [int(t) for t in tokenizer.encode(p, add_special_tokens=False)] for p in part_names
-    }
+    patterns = {p: _patterns(p, tokenizer) for p in part_names}
     # Longest first: by token count, then character count; ties keep the caller's order.
-    order = sorted(patterns, key=lambda p: (-len(patterns[p]), -len(p)))
+    order = sorted(patterns, key=lambda p: (-len(patterns[p][0]), -len(p)))
     taken = [False] * len(ids)
     spans: list[PartSpan] = []
     for part in order:
-        pattern = patterns[part]
-        n = len(pattern)
         hits = 0
-        for start in range(answer_start, end - n + 1) if n else ():
-            stop = start + n
-            if ids[start:stop] != pattern or any(taken[start:stop]):
+        for start in range(answer_start, end):
+            pattern = next(
+                (
+                    q
+                    for q in patterns[part]
+                    if q and start + len(q) <= end and ids[start : start + len(q)] == q
+                ),
+                None,
+            )
+            if pattern is None:
+                continue
+            stop = start + len(pattern)
+            if any(taken[start:stop]):
                 continue
             if stop < len(ids) and _continues_word(pieces[stop]):
                 continue

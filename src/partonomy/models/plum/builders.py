@@ -14,6 +14,12 @@ import torch
 
 from partonomy.config import merge_overrides
 from partonomy.errors import ConfigError
+from partonomy.models.backbones.hf_vlm import (
+    VlmAdapter,
+    VlmConfig,
+    build_vlm,
+    load_vlm_tokenizer,
+)
 from partonomy.models.backbones.llava import (
     LlavaConfig,
     build_llava,
@@ -23,9 +29,10 @@ from partonomy.models.backbones.llava import (
 )
 from partonomy.models.backbones.sam import SamConfig, build_sam, sam_geometry
 from partonomy.models.core.feedback import MaskFeedbackPooler
-from partonomy.models.core.mask_heads import SamMaskHead
+from partonomy.models.core.mask_heads_hf import mask_head_for
 from partonomy.models.core.model import SegLMM
 from partonomy.models.core.processing import SegProcessor
+from partonomy.models.core.processing_vlm import VlmSegProcessor
 from partonomy.models.plum.config import PlumConfig
 from partonomy.models.plum.prompts import BioSpanPrompts
 from partonomy.models.plum.span_extractor import SpanExtractor
@@ -37,7 +44,11 @@ def build_processor(cfg: PlumConfig, llava: Any | None = None) -> SegProcessor:
     """The processor for ``cfg`` (sizes from a built ``llava`` when given, else from ``cfg.llava``).
 
     Building only the processor needs the tokenizer, not the weights, when ``cfg.llava`` is tiny.
+    An HF VLM backbone needs its built model (its image processor and token ids): use
+    :func:`build_plum`.
     """
+    if cfg.backbone != "llava":
+        raise ConfigError(f"build_processor: backbone {cfg.backbone!r} needs build_plum")
     tokenizer = load_tokenizer(cfg.llava)
     if llava is not None:
         seq = image_seq_length(llava)
@@ -71,11 +82,16 @@ def build_plum(cfg: PlumConfig) -> tuple[SegLMM, SegProcessor]:
     Raises:
         ConfigError: a checkpoint path is missing, or sizes are inconsistent.
     """
+    vlm: VlmAdapter | None = None
     with torch.random.fork_rng(devices=[]):
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
-        tokenizer = load_tokenizer(cfg.llava)
-        llava = build_llava(cfg.llava, tokenizer)
+        if cfg.backbone == "llava":
+            tokenizer = load_tokenizer(cfg.llava)
+            llava = build_llava(cfg.llava, tokenizer)
+        else:
+            tokenizer = load_vlm_tokenizer(cfg.backbone, cfg.vlm)
+            llava, vlm = build_vlm(cfg.backbone, cfg.vlm, tokenizer)
         sam = build_sam(cfg.sam)
         geo = sam_geometry(sam)
         d = int(llava.config.text_config.hidden_size)  # type: ignore[union-attr]
@@ -107,11 +123,20 @@ def build_plum(cfg: PlumConfig) -> tuple[SegLMM, SegProcessor]:
     model = SegLMM(
         llava=llava,
         prompt_source=BioSpanPrompts(extractor, query),
-        mask_head=SamMaskHead(sam),
+        mask_head=mask_head_for(sam),
         feedback=pooler,
         config=cfg,
         family="plum",
+        vlm=vlm,
     )
+    if vlm is not None:
+        return model, VlmSegProcessor(
+            tokenizer,
+            adapter=vlm,
+            targets=BioTargets(),
+            sam_image_size=geo.input_size,
+            max_length=cfg.max_length,
+        )
     processor = SegProcessor(
         tokenizer,
         targets=BioTargets(),
@@ -171,8 +196,35 @@ def plum_7b_config() -> PlumConfig:
     return cfg
 
 
+def plum_qwen2_5_vl_7b_config() -> PlumConfig:
+    """PLUM on Qwen2.5-VL-7B-Instruct with SAM 2.1-L (HF checkpoints at placeholder paths)."""
+    return PlumConfig(
+        backbone="qwen2_5_vl",
+        vlm=VlmConfig(pretrained="checkpoints/Qwen2.5-VL-7B-Instruct", dtype="bfloat16"),
+        sam=SamConfig(
+            kind="sam2", pretrained="checkpoints/sam2.1-hiera-large", layout="hf", dtype="bfloat16"
+        ),
+    )
+
+
+def _tiny_on(backbone: str = "llava", sam_kind: str = "sam") -> Callable[[], PlumConfig]:
+    """A tiny preset on another backbone / mask head (random, offline, seconds to build)."""
+
+    def preset() -> PlumConfig:
+        return tiny_config(backbone=backbone, sam={"kind": sam_kind, "vision_hidden": 16})
+
+    return preset
+
+
 PRESETS: dict[str, Callable[[], PlumConfig]] = {
     "tiny": tiny_config,
+    "tiny_qwen2_5_vl": _tiny_on("qwen2_5_vl"),
+    "tiny_qwen3_vl": _tiny_on("qwen3_vl"),
+    "tiny_llava_onevision": _tiny_on("llava_onevision"),
+    "tiny_sam2": _tiny_on(sam_kind="sam2"),
+    "tiny_sam_hq": _tiny_on(sam_kind="sam_hq"),
+    "tiny_qwen2_5_vl_sam2": _tiny_on("qwen2_5_vl", "sam2"),
+    "plum_qwen2_5_vl_7b": plum_qwen2_5_vl_7b_config,
     "plum_7b": plum_7b_config,
     "plum_13b": plum_13b_config,
 }

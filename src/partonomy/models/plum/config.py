@@ -6,10 +6,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from partonomy.errors import ConfigError
+from partonomy.models.backbones.hf_vlm import VLM_KINDS, VlmConfig
 from partonomy.models.backbones.llava import LlavaConfig
 from partonomy.models.backbones.sam import SamConfig
 
-__all__ = ["LlavaConfig", "PlumConfig", "SamConfig"]
+__all__ = ["BACKBONES", "LlavaConfig", "PlumConfig", "SamConfig", "VlmConfig"]
+
+BACKBONES: tuple[str, ...] = ("llava", *VLM_KINDS)
+"""The language-vision backbones PLUM can be built on."""
 
 
 @dataclass
@@ -17,7 +21,11 @@ class PlumConfig:
     """Everything :func:`partonomy.models.plum.builders.build_plum` needs.
 
     Attributes:
-        llava: the language-vision backbone.
+        backbone: ``llava`` (LLaVA-1.5 on HF parts, the paper's) or an HF VLM: ``qwen2_5_vl``,
+            ``qwen3_vl``, ``llava_onevision`` (sized / loaded by ``vlm``; the prompt is that
+            model's own chat template, ``conversation`` is then ignored).
+        llava: the LLaVA backbone (``backbone: llava``).
+        vlm: the HF VLM backbone (any other ``backbone``).
         sam: the segmentation backbone.
         span_extractor_order: ``"encoder_then_mlp"`` is the released code (bidirectional encoder over
             the LLM states, then Linear-ReLU-Linear to B/I/O); ``"mlp_then_encoder"`` is the paper's
@@ -35,7 +43,9 @@ class PlumConfig:
             whatever the global RNG gives.
     """
 
+    backbone: str = "llava"
     llava: LlavaConfig = field(default_factory=LlavaConfig)
+    vlm: VlmConfig = field(default_factory=VlmConfig)
     sam: SamConfig = field(default_factory=SamConfig)
     span_extractor_order: Literal["encoder_then_mlp", "mlp_then_encoder"] = "encoder_then_mlp"
     bidir_heads: int = 8
@@ -48,6 +58,10 @@ class PlumConfig:
     seed: int | None = 0
 
     def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ConfigError(
+                f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}"
+            )
         if self.max_length <= 0:
             raise ConfigError(f"max_length must be positive, got {self.max_length}")
         if not 0.0 <= self.bidir_dropout < 1.0:
