@@ -20,6 +20,7 @@ def _models() -> Registry[Any]:
     reg.add("plum", "partonomy.models.plum.family:build_predictor")
     reg.add("lisa", "partonomy.models.lisa.family:build_predictor")
     reg.add("glamm", "partonomy.models.glamm.family:build_predictor")
+    reg.add("pixellm", "partonomy.models.pixellm.family:build_predictor")
     return reg
 
 
@@ -29,6 +30,7 @@ def _families() -> Registry[Any]:
     reg.add("plum", "partonomy.models.plum.family:FAMILY")
     reg.add("lisa", "partonomy.models.lisa.family:FAMILY")
     reg.add("glamm", "partonomy.models.glamm.family:FAMILY")
+    reg.add("pixellm", "partonomy.models.pixellm.family:FAMILY")
     return reg
 
 

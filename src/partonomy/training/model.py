@@ -23,4 +23,5 @@ def build_model(cfg: TrainConfig) -> tuple[SegLMM, SegProcessor]:
 
 def random_init_backbone(cfg: TrainConfig) -> bool:
     """Whether a backbone is randomly initialised (no pretrained file to rebuild it from)."""
-    return cfg.model.llava.pretrained is None or cfg.model.sam.pretrained is None
+    sam = getattr(cfg.model, "sam", None)  # families without SAM (PixelLM) have no section
+    return cfg.model.llava.pretrained is None or (sam is not None and sam.pretrained is None)
