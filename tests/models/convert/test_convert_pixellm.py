@@ -318,3 +318,48 @@ def test_full_size_keys_and_shapes_on_meta(name: str) -> None:
     assert target["mask_head.image_feature_neck.0.weight"] == (256, d, 1, 1)
     assert target["llava.model.language_model.embed_tokens.weight"] == (n + 1, d)
     assert set(parts.dropped) == {k for k in source if k.endswith("rotary_emb.inv_freq")}
+
+
+def test_converted_pixellm_trains_with_init_from_and_predicts(
+    tmp_path: Path, clip_dir: Path
+) -> None:
+    """The "(ft)" path of configs/pixellm_*_ft.yaml: a converted release starts a training run
+    (``init_from``), and ``partonomy predict`` loads the converted directory itself."""
+    from click.testing import CliRunner
+
+    from partonomy.cli.main import cli
+    from partonomy.config import from_dict
+    from partonomy.training.config import TrainConfig
+    from partonomy.training.recipe import run_training
+
+    write_release(tmp_path / "release")
+    dst = convert("pixellm", tmp_path / "release", tmp_path / "converted", vision_tower=clip_dir)
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "qa"
+    cfg = {
+        "family": "pixellm", "run_dir": str(tmp_path / "ft"), "max_steps": 1, "cpu": True,
+        "num_threads": 1, "init_from": str(dst),
+        "model": {
+            "llava": {"pretrained": str(dst / "llava"), "layout": "llava_hf",
+                      "tokenizer": "pretrained", "im_start_end": True},
+            "decoder": {"prompt_dim": 32, "mlp_dim": 64, "iou_head_hidden": 32},
+        },
+        "optim": {"lr": 1e-12, "warmup_steps": 1},
+        "data": {"qa": {"files": [str(fixtures / "tiny_qa.json")]}, "micro_batch_size": 1},
+        "checkpoint": {"every": 0}, "log": {"progress": False, "trackers": []},
+    }  # fmt: skip
+    result = run_training(from_dict(TrainConfig, cfg))
+    assert result.steps == 1 and all(np.isfinite(r["total"]) for r in result.records)
+    converted, _ = load_checkpoint(dst)
+    trained, _ = load_checkpoint(result.final_checkpoint)
+    for name in (
+        "llava.model.multi_modal_projector.linear_1.weight",
+        "mask_head.mask_decoder.level_embed.weight",
+        "prompt_source.projection.2.bias",
+    ):  # init_from loaded the released modules (lr 1e-12: one step leaves them in place)
+        assert torch.allclose(converted.state_dict()[name], trained.state_dict()[name], atol=1e-6)
+    out = tmp_path / "pred"
+    cmd = ["predict", str(fixtures / "plane.png"), "What parts can you see?", "--model", "pixellm"]
+    cmd += ["--checkpoint", str(dst), "--device", "cpu", "--max-new-tokens", "3", "-o", str(out)]
+    done = CliRunner().invoke(cli, cmd)
+    assert done.exit_code == 0, done.output
+    assert (out / "overlay.png").is_file()
