@@ -8,9 +8,10 @@ A segmentation LMM (:class:`~partonomy.models.core.model.SegLMM`) asks its mask 
 * ``postprocess(low_res, input_size, original_size)``: logits in the original image frame.
 
 :class:`SamMaskHead` wraps transformers' ``SamModel`` (prompt encoder + two-way mask decoder),
-as LISA, GLaMM and PLUM use it. A PixelLM-style light decoder or a query decoder implements the
-same methods; the feedback loop (PLUM) additionally reads :attr:`SamMaskHead.mask_embed` and
-:meth:`SamMaskHead.positional_embedding`, which only SAM-like heads have.
+as LISA, GLaMM and PLUM use it. PixelLM's light decoder
+(:class:`~partonomy.models.pixellm.decoder.PixelLMMaskHead`) or a query decoder implements the
+same methods (:class:`MaskHead`); the feedback loop (PLUM) additionally reads
+:attr:`SamMaskHead.mask_embed`, which only SAM-like heads have.
 """
 
 from __future__ import annotations
