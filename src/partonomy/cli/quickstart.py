@@ -1,4 +1,4 @@
-"""``partonomy quickstart [--model plum|lisa|glamm|all] [--out DIR]``: Synth world -> QA -> train
+"""``partonomy quickstart [--model plum|lisa|glamm|pixellm|all] [--out DIR]``: Synth world -> QA -> train
 a tiny model -> evaluate.
 
 The main job of the README: everything on CPU, in minutes, ending with the paper's tables for the
@@ -25,7 +25,7 @@ import click
     "--model",
     default="plum",
     show_default=True,
-    help="Family to train: plum, lisa, glamm, or all (one table row each).",
+    help="Family to train: plum, lisa, glamm, pixellm, or all (one table row each).",
 )
 @click.option(
     "--config",

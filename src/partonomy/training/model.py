@@ -26,4 +26,5 @@ def random_init_backbone(cfg: TrainConfig) -> bool:
     # PLUM may sit on an HF VLM (``model.backbone``); other families always have ``llava``.
     on_vlm = getattr(cfg.model, "backbone", "llava") != "llava"
     lm = cfg.model.vlm if on_vlm else cfg.model.llava
-    return lm.pretrained is None or cfg.model.sam.pretrained is None
+    sam = getattr(cfg.model, "sam", None)  # families without SAM (PixelLM) have no section
+    return lm.pretrained is None or (sam is not None and sam.pretrained is None)

@@ -3,7 +3,7 @@
 1. a Partonomy-Synth world (``easy`` preset) -> descriptor + concept graph;
 2. explanatory QA pairs (:func:`partonomy.qa.generate.generate_qa`), split by image into
    train / val (:func:`partonomy.qa.split.split_records`);
-3. a tiny model of each chosen family (``--model plum|lisa|glamm|all``; default ``plum``) trained
+3. a tiny model of each chosen family (``--model plum|lisa|glamm|pixellm|all``; default ``plum``) trained
    on the train split with its tiny config (``configs/tiny_synth.yaml`` for PLUM,
    ``configs/<family>_tiny_synth.yaml`` for the others; :func:`partonomy.training.recipe.run_training`);
 4. each trained model evaluated on the held-out val questions beside the ``random``,
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "tiny_synth.yaml"
 """PLUM's tiny config; another family ``f`` uses ``f_tiny_synth.yaml``."""
 BASELINES = ("random", "whole_object", "oracle")
-FAMILIES = ("plum", "lisa", "glamm")
+FAMILIES = ("plum", "lisa", "glamm", "pixellm")
 """The families ``--model all`` trains, in table order."""
 QUICKSTART_WORLD: dict[str, Any] = {
     "categories": ["road vehicles", "cycles"],
@@ -60,7 +60,7 @@ class QuickstartConfig:
     """The quickstart's data and evaluation knobs (the model and training are in the YAML).
 
     Attributes:
-        model: the family to train (``plum``, ``lisa``, ``glamm``) or ``all`` (each of
+        model: the family to train (``plum``, ``lisa``, ``glamm``, ``pixellm``) or ``all`` (each of
             :data:`FAMILIES`).
         n_images: Synth images (train + val).
         size: image side in pixels.

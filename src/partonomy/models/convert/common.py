@@ -67,7 +67,7 @@ class Assembled:
 
     Attributes:
         llava_state, llava_config: HF ``LlavaForConditionalGeneration`` state dict and config.
-        sam_state, sam_config: HF ``SamModel`` state dict and config.
+        sam_state, sam_config: HF ``SamModel`` state dict and config (empty and None without SAM).
         extra_state: our SegLMM keys outside the backbones (``prompt_source.*``, ...).
         extra_modules: prefix -> our module, built on the meta device (the key/shape reference).
         family_config: the family's typed model config (backbone paths relative to the checkpoint).
@@ -92,7 +92,7 @@ class Sizes:
 
     Attributes:
         llava_config: the HF Llava config of the converted backbone.
-        sam_config: the HF SAM config.
+        sam_config: the HF SAM config (None for a family without SAM).
         token_ids: the family's added tokens -> ids.
         extra: the routed source tensors of the family's own modules, by target key.
         dtype: the parameter dtype name (``"bfloat16"`` ...).
@@ -115,6 +115,13 @@ class SourceLayout:
         route: source key -> :class:`Route`, or None for an unknown key.
         build: ``Sizes -> (family_config, {prefix: module built on meta})``.
         released: names of the released checkpoints this layout reads (for messages and docs).
+        sam: the release holds a SAM (False for PixelLM: no ``sam/`` is written, ``sam_config`` is
+            None in :class:`Sizes`).
+        own_projector: the family's ``mm_projector`` is its own module, not transformers' (PixelLM's
+            is ``C -> 2d -> d``): its converted keys (``model.multi_modal_projector.*``) leave the
+            LLaVA state for the family's modules, under ``llava.``, and the saved ``llava/`` lacks it.
+        adapt_clip: ``(clip_state, clip_config) -> (clip_state, clip_config)`` applied to the
+            ``--vision-tower`` weights before assembly (PixelLM: positions resized to 448).
     """
 
     family: str
@@ -122,6 +129,11 @@ class SourceLayout:
     route: Callable[[str], Route | None]
     build: Callable[[Sizes], tuple[Any, dict[str, nn.Module]]]
     released: tuple[str, ...] = ()
+    sam: bool = True
+    own_projector: bool = False
+    adapt_clip: (
+        Callable[[Mapping[str, torch.Tensor], Any], tuple[dict[str, torch.Tensor], Any]] | None
+    ) = None
 
 
 class ConversionError(ConfigError):
@@ -256,6 +268,7 @@ def assemble(
     from transformers import LlavaForConditionalGeneration, SamModel
 
     from partonomy.models.backbones.llava_v1_layout import (
+        HF_PROJECTOR,
         HF_VISION_PREFIX,
         V1_VISION_PREFIX,
         convert_llava_v1_state_dict,
@@ -279,6 +292,8 @@ def assemble(
             f"{config_json.get('mm_vision_tower') or config_json.get('vision_tower') or 'the CLIP tower'}"
         )
     dtype = llava_src["model.embed_tokens.weight"].dtype
+    if layout.adapt_clip is not None and clip_state is not None and not has_tower:
+        clip_state, clip_config = layout.adapt_clip(clip_state, clip_config)
     hf = convert_llava_v1_state_dict(llava_src, None if has_tower else clip_state)
     hf = {k: v.to(dtype) if v.dtype != dtype else v for k, v in hf.items()}
     vocab = int(hf["model.language_model.embed_tokens.weight"].shape[0])
@@ -297,26 +312,34 @@ def assemble(
     )
     with torch.device("meta"):
         reference = LlavaForConditionalGeneration(llava_config)
+    expected_llava = meta_state(reference)
+    moved: dict[str, torch.Tensor] = {}
+    if layout.own_projector:
+        moved = {f"llava.{k}": hf.pop(k) for k in list(hf) if k.startswith(HF_PROJECTOR)}
+        expected_llava = {k: v for k, v in expected_llava.items() if not k.startswith(HF_PROJECTOR)}
     compare(
         f"{where} (LLaVA backbone)",
         hf,
-        meta_state(reference),
+        expected_llava,
         "the LLaVA keys must be the LLaMA decoder, lm_head, mm_projector and the CLIP tower",
     )
     sam_src = {k: source[s] for k, s in parts["sam"].items()}
-    if not sam_src:
-        raise ConversionError(f"{where}: no SAM weights found")
-    try:
-        sam_config = infer_sam_config(sam_src)
-    except ConfigError as err:
-        raise ConversionError(f"{where} (SAM): {err}") from None
-    sam_state = convert_sam_state_dict(sam_src)
-    with torch.device("meta"):
-        sam_reference = SamModel(sam_config)
-    compare(f"{where} (SAM)", sam_state, meta_state(sam_reference), "SAM must be complete")
+    sam_state: dict[str, torch.Tensor] = {}
+    sam_config = None
+    if layout.sam:
+        if not sam_src:
+            raise ConversionError(f"{where}: no SAM weights found")
+        try:
+            sam_config = infer_sam_config(sam_src)
+        except ConfigError as err:
+            raise ConversionError(f"{where} (SAM): {err}") from None
+        sam_state = convert_sam_state_dict(sam_src)
+        with torch.device("meta"):
+            sam_reference = SamModel(sam_config)
+        compare(f"{where} (SAM)", sam_state, meta_state(sam_reference), "SAM must be complete")
     base = vocab - len(layout.added_tokens)
     token_ids = {t: base + i for i, t in enumerate(layout.added_tokens)}
-    extra = {k: source[s] for k, s in parts["extra"].items()}
+    extra = {k: source[s] for k, s in parts["extra"].items()} | moved
     sizes = Sizes(llava_config, sam_config, token_ids, extra, dtype_name(dtype))
     family_config, modules = layout.build(sizes)
     expected: dict[str, torch.Tensor] = {}
@@ -346,6 +369,12 @@ def _load_clip(directory: str | Path) -> tuple[dict[str, torch.Tensor], Any]:
 
     clip = SourceCheckpoint(directory)
     return dict(clip.items()), _clip_config_from_dir(directory)
+
+
+def _sources() -> tuple[str, ...]:
+    from partonomy.models.convert import SOURCES
+
+    return SOURCES
 
 
 def _tokenizer(layout: SourceLayout, src: Path, vocab: int) -> Any:
@@ -426,9 +455,7 @@ def convert_checkpoint(
     looks = detect_family(source.keys(), source.config)
     if looks != layout.family:
         what = f"a {looks} checkpoint" if looks else "no known family's checkpoint"
-        hint = (
-            f"use --from {looks}" if looks in ("lisa", "glamm", "plum") else "no converter for it"
-        )
+        hint = f"use --from {looks}" if looks in _sources() else "no converter for it"
         raise ConversionError(
             f"{src}: asked to convert it as {layout.family}, but its keys look like {what} ({hint})"
         )
@@ -449,15 +476,20 @@ def convert_checkpoint(
     tmp.mkdir(parents=True)
     with torch.device("meta"):
         llava = LlavaForConditionalGeneration(parts.llava_config)
-    llava.load_state_dict(parts.llava_state, strict=True, assign=True)
-    llava.save_pretrained(tmp / LLAVA_DIR)
+    llava.load_state_dict(parts.llava_state, strict=not layout.own_projector, assign=True)
+    # Without its projector (own_projector) only the converted tensors are written; the family's
+    # builder replaces the projector and the checkpoint's weights fill it.
+    llava.save_pretrained(
+        tmp / LLAVA_DIR, state_dict=dict(parts.llava_state) if layout.own_projector else None
+    )
     tokenizer.save_pretrained(tmp / LLAVA_DIR)
     del llava
-    with torch.device("meta"):
-        sam = SamModel(parts.sam_config)
-    sam.load_state_dict(parts.sam_state, strict=True, assign=True)
-    sam.save_pretrained(tmp / SAM_DIR)
-    del sam
+    if parts.sam_config is not None:
+        with torch.device("meta"):
+            sam = SamModel(parts.sam_config)
+        sam.load_state_dict(parts.sam_state, strict=True, assign=True)
+        sam.save_pretrained(tmp / SAM_DIR)
+        del sam
     save_file({k: v.contiguous() for k, v in parts.extra_state.items()}, str(tmp / WEIGHTS))
     cfg = TrainConfig(
         family=layout.family, run_dir=f"runs/{layout.family}_{src.name}", model=parts.family_config

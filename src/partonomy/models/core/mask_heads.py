@@ -8,13 +8,15 @@ A segmentation LMM (:class:`~partonomy.models.core.model.SegLMM`) asks its mask 
 * ``postprocess(low_res, input_size, original_size)``: logits in the original image frame.
 
 :class:`SamMaskHead` wraps transformers' ``SamModel`` (prompt encoder + two-way mask decoder),
-as LISA, GLaMM and PLUM use it. A PixelLM-style light decoder or a query decoder implements the
-same methods; the feedback loop (PLUM) additionally reads :attr:`SamMaskHead.mask_embed` and
-:meth:`SamMaskHead.positional_embedding`, which only SAM-like heads have.
+as LISA, GLaMM and PLUM use it. PixelLM's light decoder
+(:class:`~partonomy.models.pixellm.decoder.PixelLMMaskHead`) or a query decoder implements the
+same methods (:class:`MaskHead`); the feedback loop (PLUM) additionally reads
+:attr:`SamMaskHead.mask_embed`, which only SAM-like heads have.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +27,37 @@ from torch import nn
 from partonomy.models.backbones.sam import SamGeometry, sam_geometry
 
 
-class SamMaskHead(nn.Module):
+class MaskHead(nn.Module, ABC):
+    """The interface a :class:`~partonomy.models.core.model.SegLMM` asks of its mask head (module
+    docstring); shapes are the head's own (SAM: ``(N, D, h, w)`` embeddings, one prompt row per
+    mask). The feedback loop additionally needs SAM's ``mask_embed``."""
+
+    @abstractmethod
+    def image_embeddings(self, inputs: torch.Tensor) -> torch.Tensor:
+        """One embedding per distinct image, batched along dim 0."""
+
+    @abstractmethod
+    def no_mask_dense(self, rows: int) -> torch.Tensor:
+        """``(R, ...)`` dense prompts of masks without history."""
+
+    @abstractmethod
+    def positional_embedding(self) -> torch.Tensor:
+        """The dense positional embedding of the image grid."""
+
+    @abstractmethod
+    def decode(
+        self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(low_res (R, s, s), iou (R,))``: one mask per prompt row."""
+
+    @abstractmethod
+    def postprocess(
+        self, low_res: torch.Tensor, input_size: Sequence[int], original_size: Sequence[int]
+    ) -> torch.Tensor:
+        """Low-res logits ``(n, s, s)`` -> float32 logits ``(n, H, W)`` in the original frame."""
+
+
+class SamMaskHead(MaskHead):
     """SAM's image encoder, prompt encoder and mask decoder as a mask head.
 
     Args:

@@ -32,7 +32,7 @@ from torch import nn
 
 from partonomy.models.backbones.hf_vlm import VlmAdapter
 from partonomy.models.core.feedback import MaskFeedbackPooler
-from partonomy.models.core.mask_heads import SamMaskHead
+from partonomy.models.core.mask_heads import MaskHead, SamMaskHead
 from partonomy.models.core.processing import SegBatch
 from partonomy.models.core.prompt_sources import PromptSource
 
@@ -124,7 +124,7 @@ class SegLMM(nn.Module):
         *,
         llava: nn.Module,
         prompt_source: PromptSource,
-        mask_head: SamMaskHead,
+        mask_head: MaskHead,
         feedback: MaskFeedbackPooler | None = None,
         input_encoders: Mapping[str, InputEncoder] | None = None,
         config: Any = None,
@@ -274,7 +274,8 @@ class SegLMM(nn.Module):
         masks = torch.stack([torch.stack(m) for m in history_masks])  # (R, n_prev, 1, 4h, 4w)
         queries = torch.stack([torch.stack(q) for q in history_queries])  # (R, n_prev, D)
         pe = self.mask_head.positional_embedding()
-        return self.feedback(self.mask_head.mask_embed, masks, queries, pe)
+        head = cast(SamMaskHead, self.mask_head)  # the feedback loop reuses SAM's mask convs
+        return self.feedback(head.mask_embed, masks, queries, pe)
 
     def segment_batch(
         self,

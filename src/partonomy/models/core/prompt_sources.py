@@ -9,8 +9,9 @@ hidden states prompt the mask head for it:
 * LISA and GLaMM (:class:`SegTokenPrompts`): the single position of a ``[SEG]`` token, found by
   its id; an MLP ``Linear(d, d) -> ReLU -> Linear(d, D) -> Dropout(0)`` (LISA's ``text_hidden_fcs``)
   projects its hidden state into one prompt token.
-* A codebook source (PixelLM) would map a span of ``k`` codebook tokens to several prompt tokens;
-  :meth:`PromptSource.prompts` returns ``(n, t, D)`` for that reason.
+* PixelLM (:class:`~partonomy.models.pixellm.codebook.CodebookPrompts`): a span of ``k`` codebook
+  tokens becomes one prompt token per decoder scale; :meth:`PromptSource.prompts` returns
+  ``(n, t, D)`` for that reason.
 
 Every source answers three questions: the prompt tokens of given spans, optional per-token tag
 logits (a loss term of PLUM), and the spans it finds on its own in a generated answer.
