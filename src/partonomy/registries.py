@@ -20,6 +20,7 @@ def _models() -> Registry[Any]:
     reg.add("plum", "partonomy.models.plum.family:build_predictor")
     reg.add("lisa", "partonomy.models.lisa.family:build_predictor")
     reg.add("glamm", "partonomy.models.glamm.family:build_predictor")
+    reg.add("segllm", "partonomy.models.segllm.family:build_predictor")
     return reg
 
 
@@ -29,6 +30,7 @@ def _families() -> Registry[Any]:
     reg.add("plum", "partonomy.models.plum.family:FAMILY")
     reg.add("lisa", "partonomy.models.lisa.family:FAMILY")
     reg.add("glamm", "partonomy.models.glamm.family:FAMILY")
+    reg.add("segllm", "partonomy.models.segllm.family:FAMILY")
     return reg
 
 

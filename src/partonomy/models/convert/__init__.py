@@ -5,7 +5,8 @@
 
 * :mod:`~partonomy.models.convert.lisa` (``xinlai/LISA-7B-v1``, ``xinlai/LISA-13B-llama2-v1``),
 * :mod:`~partonomy.models.convert.glamm` (``MBZUAI/GLaMM-FullScope``, ``MBZUAI/GLaMM-RefSeg``...),
-* :mod:`~partonomy.models.convert.plum` (the original PLUM code's merged HF output).
+* :mod:`~partonomy.models.convert.plum` (the original PLUM code's merged HF output),
+* :mod:`~partonomy.models.convert.segllm` (``Marlo-Z/SegLLM``; no SAM, its own assembly).
 
 The engine is :mod:`~partonomy.models.convert.common`; lazy reading and family detection are in
 :mod:`~partonomy.models.convert.source`. Key mappings are documented in ``docs/models.md``.
@@ -18,7 +19,7 @@ from typing import Any
 
 from partonomy.errors import ConfigError
 
-SOURCES = ("lisa", "glamm", "plum")
+SOURCES = ("lisa", "glamm", "plum", "segllm")
 """The families whose released checkpoints convert."""
 
 
@@ -30,6 +31,8 @@ def layout(family: str) -> Any:
         from partonomy.models.convert.glamm import LAYOUT
     elif family == "plum":
         from partonomy.models.convert.plum import LAYOUT
+    elif family == "segllm":
+        from partonomy.models.convert.segllm import LAYOUT
     else:
         raise ConfigError(f"no converter for {family!r}; known: {', '.join(SOURCES)}")
     return LAYOUT

@@ -244,10 +244,11 @@ def set_trainable(
         is_adapter = spec.language_model == "lora" and ".lora_" in name
         if is_adapter or any(_has_prefix(name, p) for p in prefixes):
             train_ids.add(id(param))
-    if not spec.sam_positional_matrix:
+    positional = COMMON_GROUPS["sam_positional_matrix"][0]
+    if not spec.sam_positional_matrix and not _absent(model, positional):  # models without SAM
         # The prompt encoder holds the same positional module (``shared_embedding``); this
         # explicit rule wins over sharing, as the matrix is a fixed buffer in the original SAM.
-        for param in _submodule(model, COMMON_GROUPS["sam_positional_matrix"][0]).parameters():
+        for param in _submodule(model, positional).parameters():
             train_ids.discard(id(param))
     for param in model.parameters():
         param.requires_grad_(id(param) in train_ids)
