@@ -92,7 +92,9 @@ def test_reencoding_changes_later_rounds_not_the_first(built: tuple[Any, Any]) -
     model, processor = built
     batch = processor.collate([_example(processor)])
     moved = [t.clone() for t in batch.span_targets[0]]
-    moved[0] = torch.roll(moved[0], shifts=(12, 15), dims=(0, 1))  # another round-0 mask to re-encode
+    moved[0] = torch.roll(
+        moved[0], shifts=(12, 15), dims=(0, 1)
+    )  # another round-0 mask to re-encode
     with torch.no_grad():
         a = model(batch).masks[0]
         b = model(dataclasses.replace(batch, span_targets=[moved])).masks[0]
@@ -110,7 +112,9 @@ def test_reencoding_changes_later_rounds_not_the_first(built: tuple[Any, Any]) -
         encoder.config.mask_encode = encoder.config.box_encode = True
 
 
-def test_encodings_are_dropped_or_kept_in_training_and_scaled_at_eval(built: tuple[Any, Any]) -> None:
+def test_encodings_are_dropped_or_kept_in_training_and_scaled_at_eval(
+    built: tuple[Any, Any],
+) -> None:
     model, processor = built
     encoder = model.input_encoders["reencode"]
     batch = processor.collate([_example(processor)])
@@ -158,7 +162,9 @@ def test_target_in_frame_by_hand() -> None:
 
 def test_selected_mask_is_the_best_target_query() -> None:
     masks = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 2, 2)
-    logits = torch.tensor([[[9.0, 0.0], [0.0, 2.0], [0.0, 1.0]], [[0.0, -1.0], [0.0, -3.0], [5.0, 4.0]]])
+    logits = torch.tensor(
+        [[[9.0, 0.0], [0.0, 2.0], [0.0, 1.0]], [[0.0, -1.0], [0.0, -3.0], [5.0, 4.0]]]
+    )
     low, scores = QueryDecoding(masks, logits).selected()
     torch.testing.assert_close(low, torch.stack([masks[0, 1], masks[1, 2]]))
     torch.testing.assert_close(scores, torch.tensor([2.0, 4.0]))
@@ -216,7 +222,9 @@ def test_tiny_training_run_loss_falls(trained: tuple[Path, Any]) -> None:
     assert set(result.records[0]) >= {"total", "lm", "det_class", "det_mask", "det_dice"}
     assert np.mean(totals[-4:]) < 0.9 * np.mean(totals[:4]), totals
     saved = json.loads((result.final_checkpoint / "manifest.json").read_text())
-    assert any(n.startswith("mask_head.mask2former.transformer_module.") for n in saved["trainable"])
+    assert any(
+        n.startswith("mask_head.mask2former.transformer_module.") for n in saved["trainable"]
+    )
 
 
 def _items() -> list[EvalItem]:

@@ -41,7 +41,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -127,7 +127,9 @@ class SegLLMAssembled:
     dropped: dict[str, str] = field(default_factory=dict)
 
 
-def _heads(d: int, token_ids: Mapping[str, int], text_tokens: int, text_dim: int, clip: int, side: int) -> dict[str, nn.Module]:
+def _heads(
+    d: int, token_ids: Mapping[str, int], text_tokens: int, text_dim: int, clip: int, side: int
+) -> dict[str, nn.Module]:
     """The predictor and the re-encoder on the meta device (the key and shape reference)."""
     from partonomy.models.segllm.prompts import SegPredictorPrompts
     from partonomy.models.segllm.reencode import MaskReencoder
@@ -149,6 +151,7 @@ def assemble_segllm(
     clip_state: Mapping[str, torch.Tensor] | None,
     clip_config: Any | None,
     where: str = "source",
+    decoder: Any | None = None,
 ) -> SegLLMAssembled:
     """Every converted tensor and config from source tensors (real or meta); no files written.
 
@@ -158,6 +161,8 @@ def assemble_segllm(
         token_ids: ``<seg>``, ``<seg_input>`` (and ``<video>`` when present) -> id.
         clip_state, clip_config: a HF CLIP checkpoint for a release without its tower, else None.
         where: the source's name for messages.
+        decoder: the decoder's :class:`~partonomy.models.segllm.decoder.DecoderConfig` (default:
+            HIPIE's sizes); its ``text_tokens`` is read from the predictor.
 
     Raises:
         ConversionError: unknown, unfilled or mis-shaped keys (listed), or no CLIP tower.
@@ -179,7 +184,9 @@ def assemble_segllm(
     parts, dropped = route_all(LAYOUT, source, where)
     llava_src = {k: source[s] for k, s in parts["llava"].items()}
     if "model.embed_tokens.weight" not in llava_src:
-        raise ConversionError(f"{where}: no model.embed_tokens.weight; not a LLaVA-based checkpoint")
+        raise ConversionError(
+            f"{where}: no model.embed_tokens.weight; not a LLaVA-based checkpoint"
+        )
     has_tower = any(k.startswith(V1_VISION_PREFIX) for k in llava_src)
     if not has_tower and clip_state is None:
         raise ConversionError(
@@ -192,10 +199,14 @@ def assemble_segllm(
     vocab = int(hf[EMBED].shape[0])
     for key in (EMBED, "lm_head.weight"):
         hf[key] = _append_mean_row(hf[key])
-    if VIDEO in token_ids and not hf[EMBED].is_meta:  # module docstring: <seg_input> reads as <video>
+    if (
+        VIDEO in token_ids and not hf[EMBED].is_meta
+    ):  # module docstring: <seg_input> reads as <video>
         hf[EMBED] = hf[EMBED].clone()
         hf[EMBED][token_ids[SEG_INPUT]] = hf[EMBED][token_ids[VIDEO]]
-    vision = {k[len(HF_VISION_PREFIX) :]: v for k, v in hf.items() if k.startswith(HF_VISION_PREFIX)}
+    vision = {
+        k[len(HF_VISION_PREFIX) :]: v for k, v in hf.items() if k.startswith(HF_VISION_PREFIX)
+    }
     vision_cfg = clip_config if (clip_config is not None and not has_tower) else None
     vision_cfg = vision_cfg or infer_clip_vision_config(vision)
     llava_config = translate_llava_v1_config(
@@ -213,13 +224,18 @@ def assemble_segllm(
         "the LLaVA keys must be the LLaMA decoder, lm_head, mm_projector and the CLIP tower",
     )
     extra = {k: source[s] for k, s in parts["extra"].items()}
-    decoder = DecoderConfig()
+    decoder = decoder if decoder is not None else DecoderConfig()
     predictor_out = extra.get("prompt_source.predictor.2.weight")
     if predictor_out is not None and predictor_out.shape[0] % decoder.text_dim == 0:
         decoder.text_tokens = int(predictor_out.shape[0]) // decoder.text_dim
-    d = int(llava_config.text_config.hidden_size)
+    d = int(cast(Any, llava_config).text_config.hidden_size)
     modules = _heads(
-        d, token_ids, decoder.text_tokens, decoder.text_dim, int(vision_cfg.image_size), decoder.image_size
+        d,
+        token_ids,
+        decoder.text_tokens,
+        decoder.text_dim,
+        int(cast(Any, vision_cfg).image_size),
+        decoder.image_size,
     )
     expected: dict[str, torch.Tensor] = {}
     for prefix, module in modules.items():
@@ -261,10 +277,14 @@ def _tokenizer(src: Path, vocab: int) -> tuple[Any, dict[str, int]]:
     if missing:
         raise ConversionError(f"{src}: the tokenizer lacks {', '.join(missing)} (SegLLM adds them)")
     if len(tok) != vocab:
-        raise ConversionError(f"{src}: the tokenizer has {len(tok)} tokens but the embedding {vocab} rows")
+        raise ConversionError(
+            f"{src}: the tokenizer has {len(tok)} tokens but the embedding {vocab} rows"
+        )
     if IMAGE_TOKEN in vocab_map:
         raise ConversionError(f"{src}: the tokenizer already holds {IMAGE_TOKEN!r}")
-    tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False)
+    tok.add_special_tokens(
+        {"additional_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False
+    )
     if tok.convert_tokens_to_ids(IMAGE_TOKEN) != vocab:
         raise ConversionError(f"{src}: {IMAGE_TOKEN!r} did not get id {vocab}")
     if tok.pad_token is None:
@@ -279,6 +299,7 @@ def convert(
     *,
     vision_tower: str | Path | None = None,
     overwrite: bool = False,
+    decoder: Any | None = None,
 ) -> Path:
     """Convert a released SegLLM directory ``src`` into our checkpoint ``dst``
     (``Family.converters["segllm"]``; ``partonomy convert-checkpoint --from segllm``).
@@ -286,6 +307,9 @@ def convert(
     Writes ``llava/`` (``save_pretrained`` + tokenizer), ``weights.safetensors`` (predictor, box
     encoder and the freshly initialised decoder), ``config.yaml``, ``manifest.json`` and
     ``conversion.json`` (dropped HIPIE keys and why), through ``DST.tmp`` and a rename.
+
+    ``decoder`` (a :class:`~partonomy.models.segllm.decoder.DecoderConfig`) sizes the new decoder;
+    the default is HIPIE's (ResNet-50, 900 queries).
 
     Raises:
         ConversionError: another family's directory, unknown or unfilled keys (listed), a tokenizer
@@ -307,19 +331,27 @@ def convert(
     if looks != "segllm":
         what = f"a {looks} checkpoint" if looks else "no known family's checkpoint"
         hint = f"use --from {looks}" if looks else "no converter for it"
-        raise ConversionError(f"{src}: asked to convert it as segllm, but its keys look like {what} ({hint})")
+        raise ConversionError(
+            f"{src}: asked to convert it as segllm, but its keys look like {what} ({hint})"
+        )
     vocab = int(source.meta()["model.embed_tokens.weight"].shape[0])
     tokenizer, token_ids = _tokenizer(src, vocab)
     clip_state, clip_config = (None, None) if vision_tower is None else _load_clip(vision_tower)
     parts = assemble_segllm(
-        source, source.config, token_ids, clip_state=clip_state, clip_config=clip_config, where=str(src)
+        source,
+        source.config,
+        token_ids,
+        clip_state=clip_state,
+        clip_config=clip_config,
+        where=str(src),
+        decoder=decoder,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(parts.family_config.seed or 0)
         decoder = QueryMaskHead(parts.family_config.decoder)
     dtype = parts.llava_state[EMBED].dtype
     extra = dict(parts.extra_state)
-    extra |= {f"mask_head.{k}": v.to(dtype) for k, v in decoder.state_dict().items()}
+    extra |= {f"mask_head.{k}": v.detach().to(dtype) for k, v in decoder.named_parameters()}
 
     tmp = dst.parent / (dst.name + ".tmp")
     if tmp.exists():
@@ -334,7 +366,9 @@ def convert(
     save_file({k: v.contiguous() for k, v in extra.items()}, str(tmp / WEIGHTS))
     cfg = TrainConfig(family="segllm", run_dir=f"runs/segllm_{src.name}", model=parts.family_config)
     atomic_write_text(tmp / CONFIG, dump_train_config(cfg))
-    manifest = Manifest(step=0, trainable=sorted(extra), row_subsets={}, has_base=False, has_resume=False)
+    manifest = Manifest(
+        step=0, trainable=sorted(extra), row_subsets={}, has_base=False, has_resume=False
+    )
     atomic_write_json(tmp / MANIFEST, manifest.to_dict())
     atomic_write_json(
         tmp / "conversion.json",

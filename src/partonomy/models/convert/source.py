@@ -42,8 +42,10 @@ def detect_family(keys: Any, config: Mapping[str, Any] | None = None) -> str | N
 
     if has("token_to_mask_fcs.") or has("bio_encoder.") or has("mask_pooler."):
         return "plum"
-    if has("seg_model.") or has("segmentator_predictor.") or any(
-        "hipie" in str(v).lower() for v in config.values()
+    if (
+        has("seg_model.")
+        or has("segmentator_predictor.")
+        or any("hipie" in str(v).lower() for v in config.values())
     ):
         return "segllm"
     if not has("text_hidden_fcs."):

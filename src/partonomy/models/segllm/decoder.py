@@ -10,7 +10,8 @@ target class is the answer's mask (always exactly one, never empty by constructi
 
 Here (all shapes for one prompt row; ``Q`` queries, ``C`` hidden width, image input ``T x T``):
 
-1. ``image_embeddings``: ``Mask2FormerModel.pixel_level_module`` (a ``ResNetConfig`` backbone, the
+1. ``image_embeddings``: ``Mask2FormerModel.pixel_level_module`` (a ``ResNetConfig`` backbone with
+   frozen batch norm as in detectron2, the
    multi-scale deformable pixel decoder): mask features ``(C_m, T/4, T/4)`` and three levels
    ``(C, T/32..T/8)``, packed into one ``(C, P)`` tensor per image so they can be cached per image.
 2. ``decode``: the text tokens ``(8, 768)`` are projected to ``C``; every level and the mask
@@ -82,13 +83,19 @@ class DecoderConfig:
         if self.image_size % 32:
             raise ConfigError(f"decoder.image_size must be a multiple of 32, got {self.image_size}")
         if self.text_tokens % 2:
-            raise ConfigError(f"decoder.text_tokens must be even (reference + target halves), got {self.text_tokens}")
+            raise ConfigError(
+                f"decoder.text_tokens must be even (reference + target halves), got {self.text_tokens}"
+            )
         if self.hidden_dim % self.heads or self.mask_dim % self.heads:
-            raise ConfigError("decoder.hidden_dim and decoder.mask_dim must be divisible by decoder.heads")
+            raise ConfigError(
+                "decoder.hidden_dim and decoder.mask_dim must be divisible by decoder.heads"
+            )
         if len(self.backbone_depths) != 4 or len(self.backbone_widths) != 4:
             raise ConfigError("decoder.backbone_depths and backbone_widths need 4 stages each")
         if self.backbone_block not in ("bottleneck", "basic"):
-            raise ConfigError(f"decoder.backbone_block must be 'bottleneck' or 'basic', got {self.backbone_block!r}")
+            raise ConfigError(
+                f"decoder.backbone_block must be 'bottleneck' or 'basic', got {self.backbone_block!r}"
+            )
         if self.num_queries < 1 or self.decoder_layers < 1 or self.encoder_layers < 1:
             raise ConfigError("decoder.num_queries, decoder_layers and encoder_layers must be >= 1")
 
@@ -97,26 +104,26 @@ def mask2former_config(cfg: DecoderConfig) -> Any:
     """The transformers ``Mask2FormerConfig`` (ResNet backbone, random init) of ``cfg``."""
     from transformers import Mask2FormerConfig, ResNetConfig
 
-    backbone = ResNetConfig(
-        embedding_size=cfg.backbone_stem,
-        hidden_sizes=list(cfg.backbone_widths),
-        depths=list(cfg.backbone_depths),
-        layer_type=cfg.backbone_block,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
-    )
-    return Mask2FormerConfig(
-        backbone_config=backbone,
-        use_pretrained_backbone=False,
-        feature_size=cfg.hidden_dim,
-        mask_feature_size=cfg.mask_dim,
-        hidden_dim=cfg.hidden_dim,
-        encoder_feedforward_dim=cfg.encoder_ffn_dim,
-        encoder_layers=cfg.encoder_layers,
-        decoder_layers=cfg.decoder_layers,
-        num_attention_heads=cfg.heads,
-        dim_feedforward=cfg.ffn_dim,
-        num_queries=cfg.num_queries,
-    )
+    backbone: dict[str, Any] = {
+        "embedding_size": cfg.backbone_stem,
+        "hidden_sizes": list(cfg.backbone_widths),
+        "depths": list(cfg.backbone_depths),
+        "layer_type": cfg.backbone_block,
+        "out_features": ["stage1", "stage2", "stage3", "stage4"],
+    }
+    sizes: dict[str, Any] = {
+        "use_pretrained_backbone": False,
+        "feature_size": cfg.hidden_dim,
+        "mask_feature_size": cfg.mask_dim,
+        "hidden_dim": cfg.hidden_dim,
+        "encoder_feedforward_dim": cfg.encoder_ffn_dim,
+        "encoder_layers": cfg.encoder_layers,
+        "decoder_layers": cfg.decoder_layers,
+        "num_attention_heads": cfg.heads,
+        "dim_feedforward": cfg.ffn_dim,
+        "num_queries": cfg.num_queries,
+    }
+    return Mask2FormerConfig(backbone_config=ResNetConfig(**backbone), **sizes)
 
 
 @dataclass
@@ -185,11 +192,15 @@ class QueryMaskHead(nn.Module):
     def __init__(self, cfg: DecoderConfig) -> None:
         super().__init__()
         from transformers import Mask2FormerModel
+        from transformers.models.detr.modeling_detr import replace_batch_norm
 
         self.cfg = cfg
         # The whole HF model, so that its weight initialisation runs (its parts alone leave some
         # parameters, e.g. the pixel decoder's level embeddings, uninitialised).
         self.mask2former = Mask2FormerModel(mask2former_config(cfg))
+        # HIPIE's (detectron2's) ResNet uses frozen batch norm: fixed statistics, no batch
+        # dependence, and nothing but parameters to save (checkpoints hold parameters only).
+        replace_batch_norm(self.mask2former.pixel_level_module.encoder)
         self.text_projection = nn.Linear(cfg.text_dim, cfg.hidden_dim)
         self.mask_text_projection = nn.Linear(cfg.text_dim, cfg.mask_dim)
         self.level_fusion = nn.ModuleList(TextFusion(cfg.hidden_dim, cfg.heads) for _ in range(3))
@@ -221,7 +232,9 @@ class QueryMaskHead(nn.Module):
         """``(N, 3, T, T)`` inputs -> ``(N, C, P)`` packed features (three levels, then the mask
         features; needs ``hidden_dim == mask_dim``)."""
         if self.cfg.hidden_dim != self.cfg.mask_dim:
-            raise ValueError("packing the image features needs decoder.hidden_dim == decoder.mask_dim")
+            raise ValueError(
+                "packing the image features needs decoder.hidden_dim == decoder.mask_dim"
+            )
         out = self.mask2former.pixel_level_module(
             pixel_values.to(self.dtype), output_hidden_states=True
         )
@@ -256,7 +269,9 @@ class QueryMaskHead(nn.Module):
         text = text.to(self.dtype)
         levels, mask_features = self.unpack(embeddings.to(self.dtype))
         tokens = self.text_projection(text)  # (R, t, C)
-        levels = [fuse(level, tokens) for fuse, level in zip(self.level_fusion, levels, strict=True)]
+        levels = [
+            fuse(level, tokens) for fuse, level in zip(self.level_fusion, levels, strict=True)
+        ]
         mask_features = self.mask_fusion(mask_features, self.mask_text_projection(text))
         out = self.mask2former.transformer_module(levels, mask_features)
         masks = out.masks_queries_logits[-1]  # (R, Q, T/4, T/4)
@@ -276,9 +291,13 @@ class QueryMaskHead(nn.Module):
         """``(n, T/4, T/4)`` -> float32 ``(n, H, W)`` logits: upsample to ``T``, crop the padding,
         resize to the original size (bilinear)."""
         side = self.input_size
-        x = F.interpolate(low_res[:, None].float(), (side, side), mode="bilinear", align_corners=False)
+        x = F.interpolate(
+            low_res[:, None].float(), (side, side), mode="bilinear", align_corners=False
+        )
         x = x[..., : int(input_size[0]), : int(input_size[1])]
-        x = F.interpolate(x, tuple(int(s) for s in original_size), mode="bilinear", align_corners=False)
+        x = F.interpolate(
+            x, tuple(int(s) for s in original_size), mode="bilinear", align_corners=False
+        )
         return x[:, 0]
 
 
@@ -298,5 +317,7 @@ def target_in_frame(
     pad = (0, side - w, 0, side - h)
     fg = F.pad(fg, pad, value=0.0)
     valid = F.pad(valid, pad, value=1.0)
-    size = tuple(int(s) for s in out_size)
-    return F.adaptive_avg_pool2d(fg, size)[0, 0], (F.adaptive_avg_pool2d(valid, size)[0, 0] > 0.5).float()
+    size = (int(out_size[0]), int(out_size[1]))
+    return F.adaptive_avg_pool2d(fg, size)[0, 0], (
+        F.adaptive_avg_pool2d(valid, size)[0, 0] > 0.5
+    ).float()

@@ -76,7 +76,9 @@ def set_terms(inputs: LossInputs) -> dict[str, torch.Tensor]:
             masks: torch.Tensor = out["masks"].float()  # (Q, h, w)
             side = masks.shape[-1] * 4
             frames.append(
-                target_in_frame(target.to(masks.device), batch.sam_input_sizes[b], side, masks.shape[-2:])
+                target_in_frame(
+                    target.to(masks.device), batch.sam_input_sizes[b], side, masks.shape[-2:]
+                )
             )
         for k, out in enumerate(outputs):
             masks = out["masks"].float()
@@ -86,7 +88,11 @@ def set_terms(inputs: LossInputs) -> dict[str, torch.Tensor]:
             for cls, (gt, valid) in gts:
                 bce, dice = _bce(masks, gt, valid), _dice(masks, gt, valid)
                 with torch.no_grad():
-                    cost = -MATCH_CLASS * torch.sigmoid(logits[:, cls]) + MATCH_MASK * bce + MATCH_DICE * dice
+                    cost = (
+                        -MATCH_CLASS * torch.sigmoid(logits[:, cls])
+                        + MATCH_MASK * bce
+                        + MATCH_DICE * dice
+                    )
                     q = int(cost.argmin())
                 labels[q, cls] = 1.0
                 mask_terms.append(bce[q])
@@ -97,7 +103,11 @@ def set_terms(inputs: LossInputs) -> dict[str, torch.Tensor]:
     def mean(xs: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(xs).mean() if xs else anchor
 
-    cached = {"det_class": mean(cls_terms), "det_mask": mean(mask_terms), "det_dice": mean(dice_terms)}
+    cached = {
+        "det_class": mean(cls_terms),
+        "det_mask": mean(mask_terms),
+        "det_dice": mean(dice_terms),
+    }
     inputs.__dict__[_CACHE] = cached
     return cached
 

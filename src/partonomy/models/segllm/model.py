@@ -59,7 +59,9 @@ class SegLLMModel(SegLMM):
                 }
                 for k in range(n)
             ]
-            masks = self.mask_head.postprocess(low[row : row + n], sam_input_sizes[b], original_sizes[b])
+            masks = self.mask_head.postprocess(
+                low[row : row + n], sam_input_sizes[b], original_sizes[b]
+            )
             res.masks = list(masks.unbind(0))
             row += n
         return results

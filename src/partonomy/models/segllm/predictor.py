@@ -50,18 +50,20 @@ class SegLLMPredictor(SegPredictor):
         kwargs: as :class:`SegPredictor`.
     """
 
-    def __init__(self, model: Any, processor: Any, *, mask_encode: str = "gt", **kwargs: Any) -> None:
+    def __init__(
+        self, model: Any, processor: Any, *, mask_encode: str = "gt", **kwargs: Any
+    ) -> None:
         if mask_encode not in MASK_ENCODE_MODES:
             raise ConfigError(
                 f"segllm: mask_encode must be one of {', '.join(MASK_ENCODE_MODES)}, got {mask_encode!r}"
             )
         super().__init__(model, processor, **kwargs)
         self.mask_encode = mask_encode
+        self.seg_input_id = int(processor.seg_input_id)
 
     def _group(self, examples: list[SegExample], keep: int | None) -> ChoiceGroup:
         group = super()._group(examples, keep)
-        seg_input = int(self.processor.seg_input_id)
-        inputs = [ids != seg_input for ids in group.input_ids]
+        inputs = [ids != self.seg_input_id for ids in group.input_ids]
         return dataclasses.replace(
             group,
             scored=[s & k for s, k in zip(group.scored, inputs, strict=True)],
@@ -153,5 +155,10 @@ def build_predictor(
         )
     model, processor = load_model("segllm", checkpoint, preset, device, dtype)
     return SegLLMPredictor(
-        model, processor, batch_size=batch_size, choice_score=choice_score, mask_encode=mask_encode, **kw
+        model,
+        processor,
+        batch_size=batch_size,
+        choice_score=choice_score,
+        mask_encode=mask_encode,
+        **kw,
     )

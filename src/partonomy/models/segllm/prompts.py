@@ -27,7 +27,9 @@ class SegPredictorPrompts(PromptSource):
         seg_token_id: the id of ``<seg>``.
     """
 
-    def __init__(self, hidden_size: int, text_tokens: int, text_dim: int, seg_token_id: int) -> None:
+    def __init__(
+        self, hidden_size: int, text_tokens: int, text_dim: int, seg_token_id: int
+    ) -> None:
         super().__init__()
         self.tokens_per_target = text_tokens
         self.text_dim = text_dim
@@ -40,12 +42,14 @@ class SegPredictorPrompts(PromptSource):
         )
 
     def prompts(self, hidden: torch.Tensor, spans: Sequence[Sequence[int]]) -> torch.Tensor:
-        dtype = self.predictor[0].weight.dtype
+        dtype = next(self.predictor.parameters()).dtype
         if not spans:
             return hidden.new_zeros((0, self.tokens_per_target, self.text_dim), dtype=dtype)
         for span in spans:
             if len(span) != 1 or int(span[0]) < 1:
-                raise ValueError(f"a <seg> target is one token position after the first, got {list(span)}")
+                raise ValueError(
+                    f"a <seg> target is one token position after the first, got {list(span)}"
+                )
         index = torch.tensor([int(s[0]) - 1 for s in spans], device=hidden.device)
         out = self.predictor(hidden[index].to(dtype))  # (n, t * D)
         return out.reshape(len(spans), self.tokens_per_target, self.text_dim)

@@ -91,13 +91,18 @@ def object_crop(
     if box is None:
         obj = image  # dummy or empty mask: the whole image
     else:
+        assert mask is not None
         x0, y0, x1, y1 = box
         obj = (image * mask[None].to(image.dtype))[:, y0 : y1 + 1, x0 : x1 + 1]
     side = max(obj.shape[1], obj.shape[2])
     square = obj.new_zeros((3, side, side))
     square[:, : obj.shape[1], : obj.shape[2]] = obj
     resized = F.interpolate(
-        square[None].float(), (clip_size, clip_size), mode="bilinear", align_corners=False, antialias=True
+        square[None].float(),
+        (clip_size, clip_size),
+        mode="bilinear",
+        align_corners=False,
+        antialias=True,
     )[0]
     mean = torch.tensor(CLIP_MEAN, device=image.device)[:, None, None] * 255.0
     std = torch.tensor(CLIP_STD, device=image.device)[:, None, None] * 255.0
@@ -154,7 +159,9 @@ class MaskReencoder(InputEncoder):
         """
         clip_cls, embed = self._backbone
         if clip_cls is None or embed is None:
-            raise RuntimeError("MaskReencoder was built without the LLaVA backbone's CLIP and embeddings")
+            raise RuntimeError(
+                "MaskReencoder was built without the LLaVA backbone's CLIP and embeddings"
+            )
         weight = self.mask_enc_head.weight
         device, dtype = weight.device, weight.dtype
         counts = (batch.input_ids == self.token_id).sum(1).tolist()

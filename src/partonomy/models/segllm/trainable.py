@@ -12,7 +12,12 @@ from typing import ClassVar, Literal
 
 from partonomy.models.core.trainable import COMMON_GROUPS, TrainableSpec
 
-SAM_GROUPS = ("sam_image_encoder", "sam_prompt_encoder", "sam_mask_decoder", "sam_positional_matrix")
+SAM_GROUPS = (
+    "sam_image_encoder",
+    "sam_prompt_encoder",
+    "sam_mask_decoder",
+    "sam_positional_matrix",
+)
 
 
 @dataclass
