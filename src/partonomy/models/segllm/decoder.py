@@ -16,7 +16,9 @@ Here (all shapes for one prompt row; ``Q`` queries, ``C`` hidden width, image in
    ``(C, T/32..T/8)``, packed into one ``(C, P)`` tensor per image so they can be cached per image.
 2. ``decode``: the text tokens ``(8, 768)`` are projected to ``C``; every level and the mask
    features attend to them (one cross-attention per level, residual: the early text fusion);
-   ``Mask2FormerModel.transformer_module`` (masked-attention query decoder) gives ``Q`` query states and
+   the masked-attention query decoder of ``Mask2FormerModel.transformer_module``, its learned
+   queries offset by the projected mean text token (HIPIE's queries come from text-fused
+   proposals), gives ``Q`` query states and
    ``Q`` mask logits ``(T/4, T/4)``; class logits ``(Q, 2)`` are the scaled dot product of each
    query with the mean of the reference / target text tokens, plus a learned bias.
 3. The selected mask: ``argmax`` of the target-class logits; its logit is the returned score.
@@ -206,6 +208,9 @@ class QueryMaskHead(nn.Module):
         self.level_fusion = nn.ModuleList(TextFusion(cfg.hidden_dim, cfg.heads) for _ in range(3))
         self.mask_fusion = TextFusion(cfg.mask_dim, cfg.heads)
         self.class_head = ClassHead(cfg.hidden_dim, cfg.text_dim)
+        # Text-conditioned queries: HIPIE's queries are selected from text-fused encoder proposals;
+        # here every learned query is offset by the projected mean of the row's text tokens.
+        self.query_text = nn.Linear(cfg.text_dim, cfg.hidden_dim)
 
     # ----------------------------------------------------------------------------- geometry
     @property
@@ -259,6 +264,33 @@ class QueryMaskHead(nn.Module):
         """``(R, 0)``: the query decoder takes no dense prompt (kept for the mask-head interface)."""
         return torch.zeros(rows, 0, dtype=self.dtype, device=self.text_projection.weight.device)
 
+    def _query_decoder(
+        self, levels: list[torch.Tensor], mask_features: torch.Tensor, query_offset: torch.Tensor
+    ) -> Any:
+        """Mask2Former's masked-attention decoder over the three levels, its learned query features
+        offset per row by ``query_offset`` ``(R, C)`` (the transformer module's own ``forward``
+        takes no per-row queries, so its parts are driven here)."""
+        module = self.mask2former.transformer_module
+        features, positions, sizes = [], [], []
+        for i, level in enumerate(levels):  # (R, C, h, w), coarsest first
+            sizes.append(level.shape[-2:])
+            pos = module.position_embedder(level.shape, level.device, level.dtype, None)
+            positions.append(pos.flatten(2).permute(2, 0, 1))  # (hw, R, C)
+            projected = module.input_projections[i](level).flatten(2)
+            features.append((projected + module.level_embed.weight[i][None, :, None]).permute(2, 0, 1))
+        rows = levels[0].shape[0]
+        query_pos = module.queries_embedder.weight[:, None].expand(-1, rows, -1)  # (Q, R, C)
+        queries = module.queries_features.weight[:, None] + query_offset[None]  # (Q, R, C)
+        return module.decoder(
+            inputs_embeds=queries,
+            multi_stage_positional_embeddings=positions,
+            pixel_embeddings=mask_features,
+            encoder_hidden_states=features,
+            query_position_embeddings=query_pos,
+            feature_size_list=sizes,
+            return_dict=True,
+        )
+
     def decode_queries(self, embeddings: torch.Tensor, text: torch.Tensor) -> QueryDecoding:
         """Every query of ``R`` rows.
 
@@ -273,7 +305,7 @@ class QueryMaskHead(nn.Module):
             fuse(level, tokens) for fuse, level in zip(self.level_fusion, levels, strict=True)
         ]
         mask_features = self.mask_fusion(mask_features, self.mask_text_projection(text))
-        out = self.mask2former.transformer_module(levels, mask_features)
+        out = self._query_decoder(levels, mask_features, self.query_text(text.mean(1)))
         masks = out.masks_queries_logits[-1]  # (R, Q, T/4, T/4)
         queries = out.intermediate_hidden_states[-1].transpose(0, 1)  # (R, Q, C)
         return QueryDecoding(masks=masks, class_logits=self.class_head(queries, text))

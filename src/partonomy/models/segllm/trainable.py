@@ -44,6 +44,7 @@ class SegLLMTrainableSpec(TrainableSpec):
             "mask_head.level_fusion",
             "mask_head.mask_fusion",
             "mask_head.class_head",
+            "mask_head.query_text",
         ),
     }
 
