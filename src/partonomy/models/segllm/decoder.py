@@ -277,7 +277,9 @@ class QueryMaskHead(nn.Module):
             pos = module.position_embedder(level.shape, level.device, level.dtype, None)
             positions.append(pos.flatten(2).permute(2, 0, 1))  # (hw, R, C)
             projected = module.input_projections[i](level).flatten(2)
-            features.append((projected + module.level_embed.weight[i][None, :, None]).permute(2, 0, 1))
+            features.append(
+                (projected + module.level_embed.weight[i][None, :, None]).permute(2, 0, 1)
+            )
         rows = levels[0].shape[0]
         query_pos = module.queries_embedder.weight[:, None].expand(-1, rows, -1)  # (Q, R, C)
         queries = module.queries_features.weight[:, None] + query_offset[None]  # (Q, R, C)

@@ -107,9 +107,10 @@ class SegLLMPredictor(SegPredictor):
         batch = self.processor.collate(examples).to(self.device)
         if not gt:  # no reference mask yet: every reference is the dummy encoding
             batch = dataclasses.replace(batch, span_targets=[[] for _ in examples])
-        rounds = max((len(ex.spans) for ex in examples), default=0)
+        # gt: one forward; predicted: one per round (round k is final after forward k + 1)
+        passes = 1 if gt else max((len(ex.spans) for ex in examples), default=1)
         logits = self._forward_masks(batch)
-        for _ in range(1, rounds if not gt else 1):
+        for _ in range(passes - 1):
             predicted = [[(m > MASK_THRESHOLD).to(torch.uint8) for m in conv] for conv in logits]
             logits = self._forward_masks(dataclasses.replace(batch, span_targets=predicted))
         out = []
