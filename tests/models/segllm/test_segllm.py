@@ -278,8 +278,23 @@ def test_harness_end_to_end(trained: tuple[Path, Any], tmp_path: Path, mode: str
     assert results["overall"]["n_questions"] > 0 and results["overall"]["macro_giou"] is not None
     if mode == "gt":  # free-form answers through the registry too
         pred = tmp_path / "pred"
-        cmd = ["predict", str(FIXTURES / "plane.png"), "What parts can you see?", "--model", "segllm"]
-        cmd += ["--checkpoint", str(run), "--device", "cpu", "--max-new-tokens", "8", "-o", str(pred)]
+        cmd = [
+            "predict",
+            str(FIXTURES / "plane.png"),
+            "What parts can you see?",
+            "--model",
+            "segllm",
+        ]
+        cmd += [
+            "--checkpoint",
+            str(run),
+            "--device",
+            "cpu",
+            "--max-new-tokens",
+            "8",
+            "-o",
+            str(pred),
+        ]
         done = CliRunner().invoke(cli, cmd)
         assert done.exit_code == 0, done.output
         assert (pred / "overlay.png").is_file()
