@@ -21,6 +21,7 @@ def _models() -> Registry[Any]:
     reg.add("lisa", "partonomy.models.lisa.family:build_predictor")
     reg.add("glamm", "partonomy.models.glamm.family:build_predictor")
     reg.add("pixellm", "partonomy.models.pixellm.family:build_predictor")
+    reg.add("segllm", "partonomy.models.segllm.family:build_predictor")
     # zero-shot models from off-the-shelf HF checkpoints (partonomy.models.zeroshot, issue 14)
     reg.add("hf_vlm", "partonomy.models.zeroshot.hf_vlm:build_hf_vlm")
     reg.add("vlm_sam3", "partonomy.models.zeroshot.vlm_sam3:build_vlm_sam3")
@@ -34,6 +35,7 @@ def _families() -> Registry[Any]:
     reg.add("lisa", "partonomy.models.lisa.family:FAMILY")
     reg.add("glamm", "partonomy.models.glamm.family:FAMILY")
     reg.add("pixellm", "partonomy.models.pixellm.family:FAMILY")
+    reg.add("segllm", "partonomy.models.segllm.family:FAMILY")
     return reg
 
 

@@ -47,7 +47,11 @@ def test_config_loads_and_validates(path: Path) -> None:
     if "stage2" in path.name:
         assert cfg.loss.seg_loss == "focal_tversky" and cfg.init_from
         assert len(cfg.data.qa.files) == 3  # every split trained, not only the last
-    if "13b" in path.name or "7b" in path.name:
+    if cfg.family == "segllm" and ("13b" in path.name or "7b" in path.name):
+        # SegLLM's recipe: full fine-tuning, lr 2e-6 (stage 1) / 2e-5 (PARTONOMY ft), CLIP frozen
+        assert cfg.trainable.language_model == "full" and not cfg.trainable.vision_tower
+        assert cfg.optim.lr == (2e-6 if "stage1" in path.name else 2e-5)
+    elif "13b" in path.name or "7b" in path.name:
         assert cfg.trainable.language_model == "lora"
         assert (cfg.trainable.lora.r, cfg.trainable.lora.alpha) == (8, 16)
         assert (cfg.optim.lr, cfg.optim.betas, cfg.optim.warmup_steps) == (3e-4, (0.9, 0.95), 100)

@@ -25,7 +25,7 @@ import click
     "--model",
     default="plum",
     show_default=True,
-    help="Family to train: plum, lisa, glamm, pixellm, or all (one table row each).",
+    help="Family to train: plum, lisa, glamm, pixellm, segllm, or all (one table row each).",
 )
 @click.option(
     "--config",

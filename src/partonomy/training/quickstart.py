@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "tiny_synth.yaml"
 """PLUM's tiny config; another family ``f`` uses ``f_tiny_synth.yaml``."""
 BASELINES = ("random", "whole_object", "oracle")
-FAMILIES = ("plum", "lisa", "glamm", "pixellm")
+FAMILIES = ("plum", "lisa", "glamm", "pixellm", "segllm")
 """The families ``--model all`` trains, in table order."""
 QUICKSTART_WORLD: dict[str, Any] = {
     "categories": ["road vehicles", "cycles"],

@@ -7,6 +7,7 @@
 * :mod:`~partonomy.models.convert.glamm` (``MBZUAI/GLaMM-FullScope``, ``MBZUAI/GLaMM-RefSeg``...),
 * :mod:`~partonomy.models.convert.plum` (the original PLUM code's merged HF output),
 * :mod:`~partonomy.models.convert.pixellm` (``maverickrzw/PixelLM-7B``, ``-13B``, ``hf_model/``).
+* :mod:`~partonomy.models.convert.segllm` (``Marlo-Z/SegLLM``; no SAM, its own assembly).
 
 The engine is :mod:`~partonomy.models.convert.common`; lazy reading and family detection are in
 :mod:`~partonomy.models.convert.source`. Key mappings are documented in ``docs/models.md``.
@@ -19,7 +20,7 @@ from typing import Any
 
 from partonomy.errors import ConfigError
 
-SOURCES = ("lisa", "glamm", "plum", "pixellm")
+SOURCES = ("lisa", "glamm", "plum", "pixellm", "segllm")
 """The families whose released checkpoints convert."""
 
 
@@ -33,6 +34,8 @@ def layout(family: str) -> Any:
         from partonomy.models.convert.plum import LAYOUT
     elif family == "pixellm":
         from partonomy.models.convert.pixellm import LAYOUT
+    elif family == "segllm":
+        from partonomy.models.convert.segllm import LAYOUT
     else:
         raise ConfigError(f"no converter for {family!r}; known: {', '.join(SOURCES)}")
     return LAYOUT

@@ -31,7 +31,7 @@ def detect_family(keys: Any, config: Mapping[str, Any] | None = None) -> str | N
     * ``glamm``: ``text_hidden_fcs`` and ``model.region_encoder``.
     * ``pixellm``: a ``text_hidden_fcs`` checkpoint whose ``config.json`` has ``seg_token_num``
       (PixelLM's codebook) or without SAM but with a light mask decoder.
-    * ``segllm``: HIPIE keys (``seg_model``) or ``hipie`` in the config.
+    * ``segllm``: HIPIE keys (``seg_model``), ``segmentator_predictor`` or ``hipie`` in the config.
     * ``lisa``: ``text_hidden_fcs`` alone.
     """
     keys = list(keys)
@@ -42,7 +42,11 @@ def detect_family(keys: Any, config: Mapping[str, Any] | None = None) -> str | N
 
     if has("token_to_mask_fcs.") or has("bio_encoder.") or has("mask_pooler."):
         return "plum"
-    if has("seg_model.") or any("hipie" in str(v).lower() for v in config.values()):
+    if (
+        has("seg_model.")
+        or has("segmentator_predictor.")
+        or any("hipie" in str(v).lower() for v in config.values())
+    ):
         return "segllm"
     if not has("text_hidden_fcs."):
         return None

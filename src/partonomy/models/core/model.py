@@ -55,6 +55,8 @@ class SegOutput:
         iou_predictions: per conversation, per target, the head's predicted IoU (0-d tensor).
         logit_positions: ``(B, L)`` bool, the positions whose rows ``logits`` holds (row-major
             order), or None when ``logits`` covers every position.
+        head_outputs: per conversation, per target, what else the mask head computed for its own
+            loss terms (a query decoder's per-query masks and class logits); empty lists for SAM.
     """
 
     logits: torch.Tensor
@@ -67,6 +69,7 @@ class SegOutput:
     masks: list[list[torch.Tensor]] = field(default_factory=list)
     iou_predictions: list[list[torch.Tensor]] = field(default_factory=list)
     logit_positions: torch.Tensor | None = None
+    head_outputs: list[list[Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +80,7 @@ class SegmentResult:
     low_res_masks: list[torch.Tensor]
     masks: list[torch.Tensor]
     iou_predictions: list[torch.Tensor]
+    head_outputs: list[Any] = field(default_factory=list)
 
 
 def unwrap_peft(module: Any) -> Any:
@@ -437,6 +441,7 @@ class SegLMM(nn.Module):
             out.low_res_masks.append(res.low_res_masks)
             out.masks.append(res.masks)
             out.iou_predictions.append(res.iou_predictions)
+            out.head_outputs.append(res.head_outputs)
         return out
 
 

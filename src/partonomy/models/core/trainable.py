@@ -261,8 +261,9 @@ def set_trainable(
     if not spec.sam_positional_matrix:
         # The prompt encoder holds the same positional module (``shared_embedding``); this
         # explicit rule wins over sharing, as the matrix is a fixed buffer in the original SAM.
-        # Families without SAM (PixelLM) drop the group from their GROUPS.
         for path in spec.GROUPS.get("sam_positional_matrix", ()):
+            if _absent(model, path):  # families without SAM (PixelLM, SegLLM)
+                continue
             for param in _submodule(model, path).parameters():
                 train_ids.discard(id(param))
     for param in model.parameters():
