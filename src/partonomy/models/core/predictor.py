@@ -106,7 +106,7 @@ class GeneratedAnswer:
 
 
 @dataclass(eq=False)
-class _Prepared:
+class PreparedBatch:
     """A batch of benchmark questions after the CPU side (:meth:`SegPredictor._prepare`).
 
     Attributes:
@@ -213,7 +213,7 @@ class SegPredictor:
         self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.pipeline = self.device.type == "cuda" if pipeline is None else pipeline
         if compile_encoder:
-            compile_blocks(self.model.mask_head.sam.vision_encoder)
+            compile_blocks(cast(Any, self.model.mask_head).sam.vision_encoder)
         self.disk_cache = (
             None
             if embedding_cache is None
@@ -331,7 +331,7 @@ class SegPredictor:
 
     def _prepared(
         self, chunks: Iterator[tuple[list[EvalItem], bool]]
-    ) -> Iterator[tuple[_Prepared, bool]]:
+    ) -> Iterator[tuple[PreparedBatch, bool]]:
         """``chunks`` prepared on the CPU; one chunk ahead in a worker thread with ``pipeline``."""
         if not self.pipeline:
             for items, last in chunks:
@@ -343,7 +343,7 @@ class SegPredictor:
             ThreadPoolExecutor(workers, thread_name_prefix="partonomy-image") as images,
         ):
 
-            def step() -> tuple[_Prepared, bool] | None:
+            def step() -> tuple[PreparedBatch, bool] | None:
                 got = next(chunks, None)
                 return None if got is None else (self._prepare(got[0], images), got[1])
 
@@ -352,7 +352,7 @@ class SegPredictor:
                 ahead = worker.submit(step)  # the next chunk's CPU work overlaps this one's
                 yield got
 
-    def _prepare(self, items: Sequence[EvalItem], pool: ThreadPoolExecutor | None) -> _Prepared:
+    def _prepare(self, items: Sequence[EvalItem], pool: ThreadPoolExecutor | None) -> PreparedBatch:
         """The CPU side of a batch: image preprocessing and every answer choice encoded.
 
         Without a ``pool`` (the plain path) each image is preprocessed completely on the CPU.
@@ -392,7 +392,7 @@ class SegPredictor:
                 for item, key, clip in zip(items, keys, clips, strict=True)
             ]
             sam_inputs = resized
-        prepared = _Prepared(list(items), keys, sam_inputs, bool(pool is not None))
+        prepared = PreparedBatch(list(items), keys, sam_inputs, bool(pool is not None))
         for item, key, pix in zip(items, keys, pixels, strict=True):
             qa = item.qa
             part = self.processor.encode_choices(
@@ -428,7 +428,7 @@ class SegPredictor:
         resized = torch.from_numpy(sam_resize(image, self.processor.sam_image_size))
         return resized.pin_memory() if pin else resized
 
-    def _run(self, prepared: _Prepared) -> list[ModelAnswer]:
+    def _run(self, prepared: PreparedBatch) -> list[ModelAnswer]:
         """The device side of a batch: SAM embeddings (queued first), choice scoring, then the
         masks of every question in one :meth:`SegLMM.segment_batch` call (the k-th targets of all
         questions share a decoder call) and one device-to-host copy of all of them."""

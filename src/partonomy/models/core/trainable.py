@@ -240,7 +240,7 @@ def set_trainable(
         ConfigError: the model lacks a module of the spec, or ``new_rows`` is asked without ids.
     """
     for group, paths in spec.GROUPS.items():
-        if group not in spec.OPTIONAL_GROUPS and all(_absent(model, p) for p in paths):
+        if paths and group not in spec.OPTIONAL_GROUPS and all(_absent(model, p) for p in paths):
             _submodule(model, paths[0])  # raises, naming the expected module
     if spec.language_model == "lora":
         apply_lora(model, spec.lora)

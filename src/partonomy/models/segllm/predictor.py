@@ -33,7 +33,7 @@ from partonomy.errors import ConfigError
 from partonomy.eval.protocol import EvalItem, ModelAnswer
 from partonomy.io import masks as mask_io
 from partonomy.models.core.loading import PREDICTOR_OPTIONS, load_model
-from partonomy.models.core.predictor import MASK_THRESHOLD, SegPredictor, image_key
+from partonomy.models.core.predictor import MASK_THRESHOLD, PreparedBatch, SegPredictor, image_key
 from partonomy.models.core.scoring import CHOICE_SCORES, ChoiceGroup
 
 if TYPE_CHECKING:
@@ -70,9 +70,10 @@ class SegLLMPredictor(SegPredictor):
             answer=[a & k for a, k in zip(group.answer, inputs, strict=True)],
         )
 
-    def _predict_batch(self, items: Sequence[EvalItem]) -> list[ModelAnswer]:
-        answers = super()._predict_batch(items)
-        masks = self.round_masks(items)
+    def _run(self, prepared: PreparedBatch) -> list[ModelAnswer]:
+        # choice scores from the shared path; masks from SegLLM's rounds instead
+        answers = super()._run(prepared)
+        masks = self.round_masks(prepared.items)
         return [dataclasses.replace(a, masks=m) for a, m in zip(answers, masks, strict=True)]
 
     # ------------------------------------------------------------------------------ rounds
