@@ -1,4 +1,4 @@
-"""The conversion engine shared by every source family (LISA, GLaMM, PLUM).
+"""The conversion engine shared by every source family (LISA, GLaMM, PLUM, PixelLM, SegLLM).
 
 A family supplies a :class:`SourceLayout`: how each released key routes (to the LLaVA backbone in
 the original LLaVA-v1 layout, to SAM in the segment-anything layout, to one of our own modules, or
@@ -39,10 +39,16 @@ from torch import nn
 from partonomy.errors import ConfigError
 from partonomy.models.convert.source import SourceCheckpoint, detect_family
 
+EMBED = "model.language_model.embed_tokens.weight"
+"""The converted LLaVA's input-embedding key."""
 LLAVA_DIR = "llava"
 SAM_DIR = "sam"
 SHOWN = 20
 """How many offending keys an error lists (with the total count)."""
+
+
+ClipAdapter = Callable[[Mapping[str, torch.Tensor], Any], tuple[dict[str, torch.Tensor], Any]]
+"""``(clip_state, clip_config) -> (clip_state, clip_config)``, applied to ``--vision-tower``."""
 
 
 @dataclass(frozen=True)
@@ -131,9 +137,7 @@ class SourceLayout:
     released: tuple[str, ...] = ()
     sam: bool = True
     own_projector: bool = False
-    adapt_clip: (
-        Callable[[Mapping[str, torch.Tensor], Any], tuple[dict[str, torch.Tensor], Any]] | None
-    ) = None
+    adapt_clip: ClipAdapter | None = None
 
 
 class ConversionError(ConfigError):
@@ -242,6 +246,116 @@ def _append_mean_row(weight: torch.Tensor) -> torch.Tensor:
     return torch.cat([weight, row])
 
 
+@dataclass
+class LlavaParts:
+    """The converted LLaVA backbone (:func:`assemble_llava`).
+
+    Attributes:
+        state: HF ``LlavaForConditionalGeneration`` state dict, with the ``<image>`` rows appended
+            (without the projector when ``own_projector``).
+        config: its HF Llava config.
+        vision_config: the CLIP vision config used.
+        image_token_id: id of the appended ``<image>`` (the source vocabulary's size).
+        dtype: the source's parameter dtype.
+        moved: the projector's converted keys under ``llava.`` (``own_projector`` only).
+    """
+
+    state: dict[str, torch.Tensor]
+    config: Any
+    vision_config: Any
+    image_token_id: int
+    dtype: torch.dtype
+    moved: dict[str, torch.Tensor]
+
+
+def assemble_llava(
+    llava_src: Mapping[str, torch.Tensor],
+    config_json: Mapping[str, Any],
+    *,
+    clip_state: Mapping[str, torch.Tensor] | None,
+    clip_config: Any | None,
+    where: str,
+    own_projector: bool = False,
+    adapt_clip: ClipAdapter | None = None,
+) -> LlavaParts:
+    """The HF LLaVA state and config from LLaVA-v1-layout source tensors (real or meta).
+
+    Raises:
+        ConversionError: no embedding, no CLIP tower, or unfilled / mis-shaped keys (listed).
+    """
+    from transformers import LlavaForConditionalGeneration
+
+    from partonomy.models.backbones.llava_v1_layout import (
+        HF_PROJECTOR,
+        HF_VISION_PREFIX,
+        V1_VISION_PREFIX,
+        convert_llava_v1_state_dict,
+        infer_clip_vision_config,
+        projector_kind,
+        translate_llava_v1_config,
+    )
+
+    if "model.embed_tokens.weight" not in llava_src:
+        raise ConversionError(
+            f"{where}: no model.embed_tokens.weight; not a LLaVA-based checkpoint"
+        )
+    has_tower = any(k.startswith(V1_VISION_PREFIX) for k in llava_src)
+    if not has_tower and clip_state is None:
+        raise ConversionError(
+            f"{where}: the release holds no CLIP weights (the original merge scripts drop every "
+            f"'vision_tower' key); pass --vision-tower with a local copy of "
+            f"{config_json.get('mm_vision_tower') or config_json.get('vision_tower') or 'the CLIP tower'}"
+        )
+    dtype = llava_src["model.embed_tokens.weight"].dtype
+    if adapt_clip is not None and clip_state is not None and not has_tower:
+        clip_state, clip_config = adapt_clip(clip_state, clip_config)
+    hf = convert_llava_v1_state_dict(llava_src, None if has_tower else clip_state)
+    hf = {k: v.to(dtype) if v.dtype != dtype else v for k, v in hf.items()}
+    vocab = int(hf[EMBED].shape[0])
+    for key in (EMBED, "lm_head.weight"):
+        hf[key] = _append_mean_row(hf[key])
+    vision = {
+        k[len(HF_VISION_PREFIX) :]: v for k, v in hf.items() if k.startswith(HF_VISION_PREFIX)
+    }
+    vision_cfg = clip_config if (clip_config is not None and not has_tower) else None
+    vision_cfg = vision_cfg or infer_clip_vision_config(vision)
+    llava_config = translate_llava_v1_config(
+        {**config_json, "vocab_size": vocab + 1},
+        vision_cfg,
+        image_token_index=vocab,
+        projector=projector_kind(llava_src),
+    )
+    with torch.device("meta"):
+        reference = LlavaForConditionalGeneration(llava_config)
+    expected = meta_state(reference)
+    moved: dict[str, torch.Tensor] = {}
+    if own_projector:
+        moved = {f"llava.{k}": hf.pop(k) for k in list(hf) if k.startswith(HF_PROJECTOR)}
+        expected = {k: v for k, v in expected.items() if not k.startswith(HF_PROJECTOR)}
+    compare(
+        f"{where} (LLaVA backbone)",
+        hf,
+        expected,
+        "the LLaVA keys must be the LLaMA decoder, lm_head, mm_projector and the CLIP tower",
+    )
+    return LlavaParts(hf, llava_config, vision_cfg, vocab, dtype, moved)
+
+
+def check_modules(
+    where: str, family: str, extra: Mapping[str, torch.Tensor], modules: Mapping[str, nn.Module]
+) -> None:
+    """Raise unless ``extra`` fills exactly the state of ``modules`` (``{prefix: meta module}``)."""
+    expected: dict[str, torch.Tensor] = {}
+    for prefix, module in modules.items():
+        expected.update(meta_state(module, prefix + "."))
+    compare(
+        f"{where} ({family} modules)",
+        extra,
+        expected,
+        f"the {family} heads of the release must match ours one to one",
+    )
+
+
 def assemble(
     layout: SourceLayout,
     source: Mapping[str, torch.Tensor],
@@ -265,63 +379,19 @@ def assemble(
     Raises:
         ConversionError: unknown, unfilled or mis-shaped keys (listed), or no CLIP tower.
     """
-    from transformers import LlavaForConditionalGeneration, SamModel
+    from transformers import SamModel
 
-    from partonomy.models.backbones.llava_v1_layout import (
-        HF_PROJECTOR,
-        HF_VISION_PREFIX,
-        V1_VISION_PREFIX,
-        convert_llava_v1_state_dict,
-        infer_clip_vision_config,
-        projector_kind,
-        translate_llava_v1_config,
-    )
     from partonomy.models.backbones.sam_layout import convert_sam_state_dict, infer_sam_config
 
     parts, dropped = route_all(layout, source, where)
-    llava_src = {k: source[s] for k, s in parts["llava"].items()}
-    if "model.embed_tokens.weight" not in llava_src:
-        raise ConversionError(
-            f"{where}: no model.embed_tokens.weight; not a LLaVA-based checkpoint"
-        )
-    has_tower = any(k.startswith(V1_VISION_PREFIX) for k in llava_src)
-    if not has_tower and clip_state is None:
-        raise ConversionError(
-            f"{where}: the release holds no CLIP weights (the original merge scripts drop every "
-            f"'vision_tower' key); pass --vision-tower with a local copy of "
-            f"{config_json.get('mm_vision_tower') or config_json.get('vision_tower') or 'the CLIP tower'}"
-        )
-    dtype = llava_src["model.embed_tokens.weight"].dtype
-    if layout.adapt_clip is not None and clip_state is not None and not has_tower:
-        clip_state, clip_config = layout.adapt_clip(clip_state, clip_config)
-    hf = convert_llava_v1_state_dict(llava_src, None if has_tower else clip_state)
-    hf = {k: v.to(dtype) if v.dtype != dtype else v for k, v in hf.items()}
-    vocab = int(hf["model.language_model.embed_tokens.weight"].shape[0])
-    for key in ("model.language_model.embed_tokens.weight", "lm_head.weight"):
-        hf[key] = _append_mean_row(hf[key])
-    vision = {
-        k[len(HF_VISION_PREFIX) :]: v for k, v in hf.items() if k.startswith(HF_VISION_PREFIX)
-    }
-    vision_cfg = clip_config if (clip_config is not None and not has_tower) else None
-    vision_cfg = vision_cfg or infer_clip_vision_config(vision)
-    llava_config = translate_llava_v1_config(
-        {**config_json, "vocab_size": vocab + 1},
-        vision_cfg,
-        image_token_index=vocab,
-        projector=projector_kind(llava_src),
-    )
-    with torch.device("meta"):
-        reference = LlavaForConditionalGeneration(llava_config)
-    expected_llava = meta_state(reference)
-    moved: dict[str, torch.Tensor] = {}
-    if layout.own_projector:
-        moved = {f"llava.{k}": hf.pop(k) for k in list(hf) if k.startswith(HF_PROJECTOR)}
-        expected_llava = {k: v for k, v in expected_llava.items() if not k.startswith(HF_PROJECTOR)}
-    compare(
-        f"{where} (LLaVA backbone)",
-        hf,
-        expected_llava,
-        "the LLaVA keys must be the LLaMA decoder, lm_head, mm_projector and the CLIP tower",
+    llava = assemble_llava(
+        {k: source[s] for k, s in parts["llava"].items()},
+        config_json,
+        clip_state=clip_state,
+        clip_config=clip_config,
+        where=where,
+        own_projector=layout.own_projector,
+        adapt_clip=layout.adapt_clip,
     )
     sam_src = {k: source[s] for k, s in parts["sam"].items()}
     sam_state: dict[str, torch.Tensor] = {}
@@ -337,29 +407,21 @@ def assemble(
         with torch.device("meta"):
             sam_reference = SamModel(sam_config)
         compare(f"{where} (SAM)", sam_state, meta_state(sam_reference), "SAM must be complete")
-    base = vocab - len(layout.added_tokens)
+    base = llava.image_token_id - len(layout.added_tokens)
     token_ids = {t: base + i for i, t in enumerate(layout.added_tokens)}
-    extra = {k: source[s] for k, s in parts["extra"].items()} | moved
-    sizes = Sizes(llava_config, sam_config, token_ids, extra, dtype_name(dtype))
+    extra = {k: source[s] for k, s in parts["extra"].items()} | llava.moved
+    sizes = Sizes(llava.config, sam_config, token_ids, extra, dtype_name(llava.dtype))
     family_config, modules = layout.build(sizes)
-    expected: dict[str, torch.Tensor] = {}
-    for prefix, module in modules.items():
-        expected.update(meta_state(module, prefix + "."))
-    compare(
-        f"{where} ({layout.family} modules)",
-        extra,
-        expected,
-        f"the {layout.family} heads of the release must match ours one to one",
-    )
+    check_modules(where, layout.family, extra, modules)
     return Assembled(
-        llava_state=hf,
-        llava_config=llava_config,
+        llava_state=llava.state,
+        llava_config=llava.config,
         sam_state=sam_state,
         sam_config=sam_config,
         extra_state=extra,
         extra_modules=modules,
         family_config=family_config,
-        image_token_id=vocab,
+        image_token_id=llava.image_token_id,
         dropped=dropped,
     )
 
@@ -377,19 +439,43 @@ def _sources() -> tuple[str, ...]:
     return SOURCES
 
 
-def _tokenizer(layout: SourceLayout, src: Path, vocab: int) -> Any:
-    """The source tokenizer with its added tokens checked and ``<image>`` appended (id ``vocab``)."""
+def open_tokenizer(src: Path) -> Any:
+    """The release's own tokenizer, read from ``src``."""
     from transformers import AutoTokenizer
 
-    from partonomy.models.backbones.llava import IMAGE_TOKEN
-
     try:
-        tok = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(src), local_files_only=True)
     except Exception as err:
         raise ConversionError(
             f"{src}: cannot load the tokenizer ({err}); the release directory must hold its "
             "tokenizer files (tokenizer.model / tokenizer.json, added_tokens.json)"
         ) from None
+
+
+def append_image_token(tok: Any, src: Path, vocab: int) -> Any:
+    """``tok`` checked against the embedding's ``vocab`` rows, with ``<image>`` appended (id
+    ``vocab``) and a pad token (``unk``) when it has none."""
+    from partonomy.models.backbones.llava import IMAGE_TOKEN
+
+    if len(tok) != vocab:
+        raise ConversionError(
+            f"{src}: the tokenizer has {len(tok)} tokens but the embedding {vocab} rows"
+        )
+    if IMAGE_TOKEN in tok.get_vocab():
+        raise ConversionError(f"{src}: the tokenizer already holds {IMAGE_TOKEN!r}")
+    tok.add_special_tokens(
+        {"additional_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False
+    )
+    if tok.convert_tokens_to_ids(IMAGE_TOKEN) != vocab:
+        raise ConversionError(f"{src}: {IMAGE_TOKEN!r} did not get id {vocab}")
+    if tok.pad_token is None:
+        tok.pad_token = tok.unk_token
+    return tok
+
+
+def _tokenizer(layout: SourceLayout, src: Path, vocab: int) -> Any:
+    """The source tokenizer with its added tokens checked and ``<image>`` appended (id ``vocab``)."""
+    tok = open_tokenizer(src)
     base = vocab - len(layout.added_tokens)
     vocab_map = tok.get_vocab()
     for i, token in enumerate(layout.added_tokens):
@@ -400,20 +486,78 @@ def _tokenizer(layout: SourceLayout, src: Path, vocab: int) -> Any:
                 f"({layout.family} adds {', '.join(layout.added_tokens)} after the {base}-token "
                 "vocabulary, in this order); the tokenizer does not belong to these weights"
             )
-    if len(tok) != vocab:
+    return append_image_token(tok, src, vocab)
+
+
+def open_source(src: Path, family: str) -> SourceCheckpoint:
+    """``src`` read lazily, refused (naming what it looks like) unless it is ``family``'s."""
+    source = SourceCheckpoint(src)
+    looks = detect_family(source.keys(), source.config)
+    if looks != family:
+        what = f"a {looks} checkpoint" if looks else "no known family's checkpoint"
+        hint = f"use --from {looks}" if looks in _sources() else "no converter for it"
         raise ConversionError(
-            f"{src}: the tokenizer has {len(tok)} tokens but the embedding {vocab} rows"
+            f"{src}: asked to convert it as {family}, but its keys look like {what} ({hint})"
         )
-    if IMAGE_TOKEN in vocab_map:
-        raise ConversionError(f"{src}: the tokenizer already holds {IMAGE_TOKEN!r}")
-    tok.add_special_tokens(
-        {"additional_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False
+    return source
+
+
+def write_checkpoint(
+    src: Path,
+    dst: Path,
+    *,
+    family: str,
+    family_config: Any,
+    llava_config: Any,
+    llava_state: Mapping[str, torch.Tensor],
+    tokenizer: Any,
+    extra_state: Mapping[str, torch.Tensor],
+    conversion: Mapping[str, Any],
+    own_projector: bool = False,
+    sam_config: Any | None = None,
+    sam_state: Mapping[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``src`` converted to ``dst.tmp/`` and rename it to ``dst`` (module docstring; no
+    ``sam/`` without ``sam_config``).
+
+    ``conversion`` is written as ``conversion.json``; ``own_projector`` writes the LLaVA state
+    without a projector (the family's builder replaces it, the weights file fills it).
+    """
+    from safetensors.torch import save_file
+    from transformers import LlavaForConditionalGeneration, SamModel
+
+    from partonomy.io.atomic import atomic_write_json, atomic_write_text
+    from partonomy.training.checkpoint import CONFIG, MANIFEST, WEIGHTS, Manifest
+    from partonomy.training.config import TrainConfig, dump_train_config
+
+    tmp = dst.parent / (dst.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    with torch.device("meta"):
+        llava = LlavaForConditionalGeneration(llava_config)
+    llava.load_state_dict(dict(llava_state), strict=not own_projector, assign=True)
+    llava.save_pretrained(tmp / LLAVA_DIR, state_dict=dict(llava_state) if own_projector else None)
+    tokenizer.save_pretrained(tmp / LLAVA_DIR)
+    del llava
+    if sam_config is not None:
+        with torch.device("meta"):
+            sam = SamModel(sam_config)
+        sam.load_state_dict(dict(sam_state or {}), strict=True, assign=True)
+        sam.save_pretrained(tmp / SAM_DIR)
+        del sam
+    save_file({k: v.contiguous() for k, v in extra_state.items()}, str(tmp / WEIGHTS))
+    cfg = TrainConfig(family=family, run_dir=f"runs/{family}_{src.name}", model=family_config)
+    atomic_write_text(tmp / CONFIG, dump_train_config(cfg))
+    manifest = Manifest(
+        step=0, trainable=sorted(extra_state), row_subsets={}, has_base=False, has_resume=False
     )
-    if tok.convert_tokens_to_ids(IMAGE_TOKEN) != vocab:
-        raise ConversionError(f"{src}: {IMAGE_TOKEN!r} did not get id {vocab}")
-    if tok.pad_token is None:
-        tok.pad_token = tok.unk_token
-    return tok
+    atomic_write_json(tmp / MANIFEST, manifest.to_dict())
+    atomic_write_json(tmp / "conversion.json", dict(conversion))
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+    return dst
 
 
 def convert_checkpoint(
@@ -441,24 +585,10 @@ def convert_checkpoint(
         ConversionError: another family's directory (named), unknown or unfilled keys (listed),
             mismatched tokenizer, existing ``dst`` without ``overwrite``.
     """
-    from safetensors.torch import save_file
-    from transformers import LlavaForConditionalGeneration, SamModel
-
-    from partonomy.io.atomic import atomic_write_json, atomic_write_text
-    from partonomy.training.checkpoint import CONFIG, MANIFEST, WEIGHTS, Manifest
-    from partonomy.training.config import TrainConfig, dump_train_config
-
     src, dst = Path(src), Path(dst)
     if dst.exists() and not overwrite:
         raise ConversionError(f"{dst}: already exists (pass --overwrite to replace it)")
-    source = SourceCheckpoint(src)
-    looks = detect_family(source.keys(), source.config)
-    if looks != layout.family:
-        what = f"a {looks} checkpoint" if looks else "no known family's checkpoint"
-        hint = f"use --from {looks}" if looks in _sources() else "no converter for it"
-        raise ConversionError(
-            f"{src}: asked to convert it as {layout.family}, but its keys look like {what} ({hint})"
-        )
+    source = open_source(src, layout.family)
     clip_state, clip_config = (None, None) if vision_tower is None else _load_clip(vision_tower)
     parts = assemble(
         layout,
@@ -469,43 +599,19 @@ def convert_checkpoint(
         where=str(src),
     )
     tokenizer = _tokenizer(layout, src, parts.image_token_id)
-
-    tmp = dst.parent / (dst.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    with torch.device("meta"):
-        llava = LlavaForConditionalGeneration(parts.llava_config)
-    llava.load_state_dict(parts.llava_state, strict=not layout.own_projector, assign=True)
-    # Without its projector (own_projector) only the converted tensors are written; the family's
-    # builder replaces the projector and the checkpoint's weights fill it.
-    llava.save_pretrained(
-        tmp / LLAVA_DIR, state_dict=dict(parts.llava_state) if layout.own_projector else None
-    )
-    tokenizer.save_pretrained(tmp / LLAVA_DIR)
-    del llava
-    if parts.sam_config is not None:
-        with torch.device("meta"):
-            sam = SamModel(parts.sam_config)
-        sam.load_state_dict(parts.sam_state, strict=True, assign=True)
-        sam.save_pretrained(tmp / SAM_DIR)
-        del sam
-    save_file({k: v.contiguous() for k, v in parts.extra_state.items()}, str(tmp / WEIGHTS))
-    cfg = TrainConfig(
-        family=layout.family, run_dir=f"runs/{layout.family}_{src.name}", model=parts.family_config
-    )
-    atomic_write_text(tmp / CONFIG, dump_train_config(cfg))
-    manifest = Manifest(
-        step=0,
-        trainable=sorted(parts.extra_state),
-        row_subsets={},
-        has_base=False,
-        has_resume=False,
-    )
-    atomic_write_json(tmp / MANIFEST, manifest.to_dict())
-    atomic_write_json(
-        tmp / "conversion.json",
-        {
+    return write_checkpoint(
+        src,
+        dst,
+        family=layout.family,
+        family_config=parts.family_config,
+        llava_config=parts.llava_config,
+        llava_state=parts.llava_state,
+        tokenizer=tokenizer,
+        extra_state=parts.extra_state,
+        own_projector=layout.own_projector,
+        sam_config=parts.sam_config,
+        sam_state=parts.sam_state,
+        conversion={
             "source": str(src.resolve()),
             "family": layout.family,
             "source_keys": len(source),
@@ -515,7 +621,3 @@ def convert_checkpoint(
             "vision_tower": None if vision_tower is None else str(Path(vision_tower).resolve()),
         },
     )
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(tmp, dst)
-    return dst

@@ -35,9 +35,7 @@ the tokenizer has ``<video>``), and the re-encoded inputs equal the original's.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,20 +45,23 @@ import torch
 from torch import nn
 
 from partonomy.models.convert.common import (
+    EMBED,
     LLAVA_DIR,
     ConversionError,
     Route,
     Sizes,
     SourceLayout,
-    _append_mean_row,
     _load_clip,
-    compare,
+    append_image_token,
+    assemble_llava,
+    check_modules,
     dtype_name,
-    meta_state,
+    open_source,
+    open_tokenizer,
     route_all,
+    write_checkpoint,
 )
 from partonomy.models.convert.lisa import route_llava
-from partonomy.models.convert.source import SourceCheckpoint, detect_family
 
 SEG, SEG_INPUT, VIDEO = "<seg>", "<seg_input>", "<video>"
 SEGMENTATOR = "model.segmentator."
@@ -70,7 +71,6 @@ HIPIE_REASON = (
 )
 PREDICTOR = re.compile(r"^model\.segmentator_predictor\.([02])\.(weight|bias)$")
 BOX_HEAD = re.compile(r"^model\.mask_enc_head\.(weight|bias)$")
-EMBED = "model.language_model.embed_tokens.weight"
 
 
 def route(key: str) -> Route | None:
@@ -167,130 +167,60 @@ def assemble_segllm(
     Raises:
         ConversionError: unknown, unfilled or mis-shaped keys (listed), or no CLIP tower.
     """
-    from transformers import LlavaForConditionalGeneration
-
     from partonomy.models.backbones.llava import PRETRAINED_TOKENIZER, LlavaConfig
-    from partonomy.models.backbones.llava_v1_layout import (
-        HF_VISION_PREFIX,
-        V1_VISION_PREFIX,
-        convert_llava_v1_state_dict,
-        infer_clip_vision_config,
-        projector_kind,
-        translate_llava_v1_config,
-    )
     from partonomy.models.segllm.config import SegLLMConfig
     from partonomy.models.segllm.decoder import DecoderConfig
 
     parts, dropped = route_all(LAYOUT, source, where)
-    llava_src = {k: source[s] for k, s in parts["llava"].items()}
-    if "model.embed_tokens.weight" not in llava_src:
-        raise ConversionError(
-            f"{where}: no model.embed_tokens.weight; not a LLaVA-based checkpoint"
-        )
-    has_tower = any(k.startswith(V1_VISION_PREFIX) for k in llava_src)
-    if not has_tower and clip_state is None:
-        raise ConversionError(
-            f"{where}: the release holds no CLIP weights; pass --vision-tower with a local copy of "
-            f"{config_json.get('mm_vision_tower') or 'openai/clip-vit-large-patch14'}"
-        )
-    dtype = llava_src["model.embed_tokens.weight"].dtype
-    hf = convert_llava_v1_state_dict(llava_src, None if has_tower else clip_state)
-    hf = {k: v.to(dtype) if v.dtype != dtype else v for k, v in hf.items()}
-    vocab = int(hf[EMBED].shape[0])
-    for key in (EMBED, "lm_head.weight"):
-        hf[key] = _append_mean_row(hf[key])
-    if (
-        VIDEO in token_ids and not hf[EMBED].is_meta
-    ):  # module docstring: <seg_input> reads as <video>
+    llava = assemble_llava(
+        {k: source[s] for k, s in parts["llava"].items()},
+        config_json,
+        clip_state=clip_state,
+        clip_config=clip_config,
+        where=where,
+    )
+    hf = llava.state
+    if VIDEO in token_ids and not hf[EMBED].is_meta:
+        # Module docstring: <seg_input> reads as <video>.
         hf[EMBED] = hf[EMBED].clone()
         hf[EMBED][token_ids[SEG_INPUT]] = hf[EMBED][token_ids[VIDEO]]
-    vision = {
-        k[len(HF_VISION_PREFIX) :]: v for k, v in hf.items() if k.startswith(HF_VISION_PREFIX)
-    }
-    vision_cfg = clip_config if (clip_config is not None and not has_tower) else None
-    vision_cfg = vision_cfg or infer_clip_vision_config(vision)
-    llava_config = translate_llava_v1_config(
-        {**config_json, "vocab_size": vocab + 1},
-        vision_cfg,
-        image_token_index=vocab,
-        projector=projector_kind(llava_src),
-    )
-    with torch.device("meta"):
-        reference = LlavaForConditionalGeneration(llava_config)
-    compare(
-        f"{where} (LLaVA backbone)",
-        hf,
-        meta_state(reference),
-        "the LLaVA keys must be the LLaMA decoder, lm_head, mm_projector and the CLIP tower",
-    )
     extra = {k: source[s] for k, s in parts["extra"].items()}
     decoder = decoder if decoder is not None else DecoderConfig()
     predictor_out = extra.get("prompt_source.predictor.2.weight")
     if predictor_out is not None and predictor_out.shape[0] % decoder.text_dim == 0:
         decoder.text_tokens = int(predictor_out.shape[0]) // decoder.text_dim
-    d = int(cast(Any, llava_config).text_config.hidden_size)
+    d = int(cast(Any, llava.config).text_config.hidden_size)
     modules = _heads(
         d,
         token_ids,
         decoder.text_tokens,
         decoder.text_dim,
-        int(cast(Any, vision_cfg).image_size),
+        int(cast(Any, llava.vision_config).image_size),
         decoder.image_size,
     )
-    expected: dict[str, torch.Tensor] = {}
-    for prefix, module in modules.items():
-        expected.update(meta_state(module, prefix + "."))
-    compare(
-        f"{where} (segllm modules)",
-        extra,
-        expected,
-        "the segmentator_predictor and mask_enc_head of the release must match ours one to one",
-    )
+    check_modules(where, "segllm", extra, modules)
     family_config = SegLLMConfig(
         llava=LlavaConfig(
             pretrained=LLAVA_DIR,
             layout="llava_hf",
             tokenizer=PRETRAINED_TOKENIZER,
             im_start_end=False,
-            dtype=dtype_name(dtype),  # type: ignore[arg-type]
+            dtype=dtype_name(llava.dtype),  # type: ignore[arg-type]
         ),
         decoder=decoder,
     )
-    return SegLLMAssembled(hf, llava_config, extra, family_config, vocab, dropped)
+    return SegLLMAssembled(hf, llava.config, extra, family_config, llava.image_token_id, dropped)
 
 
 def _tokenizer(src: Path, vocab: int) -> tuple[Any, dict[str, int]]:
     """The release's tokenizer (``<seg>``, ``<seg_input>`` checked) with ``<image>`` appended."""
-    from transformers import AutoTokenizer
-
-    from partonomy.models.backbones.llava import IMAGE_TOKEN
-
-    try:
-        tok = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
-    except Exception as err:
-        raise ConversionError(
-            f"{src}: cannot load the tokenizer ({err}); the release directory must hold its "
-            "tokenizer files (tokenizer.model / tokenizer.json, added_tokens.json)"
-        ) from None
+    tok = open_tokenizer(src)
     vocab_map = tok.get_vocab()
     missing = [t for t in (SEG, SEG_INPUT) if t not in vocab_map]
     if missing:
         raise ConversionError(f"{src}: the tokenizer lacks {', '.join(missing)} (SegLLM adds them)")
-    if len(tok) != vocab:
-        raise ConversionError(
-            f"{src}: the tokenizer has {len(tok)} tokens but the embedding {vocab} rows"
-        )
-    if IMAGE_TOKEN in vocab_map:
-        raise ConversionError(f"{src}: the tokenizer already holds {IMAGE_TOKEN!r}")
-    tok.add_special_tokens(
-        {"additional_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False
-    )
-    if tok.convert_tokens_to_ids(IMAGE_TOKEN) != vocab:
-        raise ConversionError(f"{src}: {IMAGE_TOKEN!r} did not get id {vocab}")
-    if tok.pad_token is None:
-        tok.pad_token = tok.unk_token
     ids = {t: int(vocab_map[t]) for t in (SEG, SEG_INPUT, VIDEO) if t in vocab_map}
-    return tok, ids
+    return append_image_token(tok, src, vocab), ids
 
 
 def convert(
@@ -315,25 +245,12 @@ def convert(
         ConversionError: another family's directory, unknown or unfilled keys (listed), a tokenizer
             that does not match, an existing ``dst`` without ``overwrite``.
     """
-    from safetensors.torch import save_file
-    from transformers import LlavaForConditionalGeneration
-
-    from partonomy.io.atomic import atomic_write_json, atomic_write_text
     from partonomy.models.segllm.decoder import QueryMaskHead
-    from partonomy.training.checkpoint import CONFIG, MANIFEST, WEIGHTS, Manifest
-    from partonomy.training.config import TrainConfig, dump_train_config
 
     src, dst = Path(src), Path(dst)
     if dst.exists() and not overwrite:
         raise ConversionError(f"{dst}: already exists (pass --overwrite to replace it)")
-    source = SourceCheckpoint(src)
-    looks = detect_family(source.keys(), source.config)
-    if looks != "segllm":
-        what = f"a {looks} checkpoint" if looks else "no known family's checkpoint"
-        hint = f"use --from {looks}" if looks else "no converter for it"
-        raise ConversionError(
-            f"{src}: asked to convert it as segllm, but its keys look like {what} ({hint})"
-        )
+    source = open_source(src, "segllm")
     vocab = int(source.meta()["model.embed_tokens.weight"].shape[0])
     tokenizer, token_ids = _tokenizer(src, vocab)
     clip_state, clip_config = (None, None) if vision_tower is None else _load_clip(vision_tower)
@@ -352,27 +269,16 @@ def convert(
     dtype = parts.llava_state[EMBED].dtype
     extra = dict(parts.extra_state)
     extra |= {f"mask_head.{k}": v.detach().to(dtype) for k, v in decoder.named_parameters()}
-
-    tmp = dst.parent / (dst.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    with torch.device("meta"):
-        llava = LlavaForConditionalGeneration(parts.llava_config)
-    llava.load_state_dict(parts.llava_state, strict=True, assign=True)
-    llava.save_pretrained(tmp / LLAVA_DIR)
-    tokenizer.save_pretrained(tmp / LLAVA_DIR)
-    del llava
-    save_file({k: v.contiguous() for k, v in extra.items()}, str(tmp / WEIGHTS))
-    cfg = TrainConfig(family="segllm", run_dir=f"runs/segllm_{src.name}", model=parts.family_config)
-    atomic_write_text(tmp / CONFIG, dump_train_config(cfg))
-    manifest = Manifest(
-        step=0, trainable=sorted(extra), row_subsets={}, has_base=False, has_resume=False
-    )
-    atomic_write_json(tmp / MANIFEST, manifest.to_dict())
-    atomic_write_json(
-        tmp / "conversion.json",
-        {
+    return write_checkpoint(
+        src,
+        dst,
+        family="segllm",
+        family_config=parts.family_config,
+        llava_config=parts.llava_config,
+        llava_state=parts.llava_state,
+        tokenizer=tokenizer,
+        extra_state=extra,
+        conversion={
             "source": str(src.resolve()),
             "family": "segllm",
             "source_keys": len(source),
@@ -383,7 +289,3 @@ def convert(
             "vision_tower": None if vision_tower is None else str(Path(vision_tower).resolve()),
         },
     )
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(tmp, dst)
-    return dst
