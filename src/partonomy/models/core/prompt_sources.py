@@ -55,6 +55,20 @@ class PromptSource(nn.Module, ABC):
         """The spans the model itself marks, restricted to ``allowed`` ``(B, L)`` positions."""
 
 
+def text_hidden_fc(hidden_size: int, prompt_dim: int) -> nn.Sequential:
+    """LISA's ``text_hidden_fcs[0]`` (also PixelLM's): ``d -> d -> D``.
+
+    The index layout (0 Linear, 1 ReLU, 2 Linear, 3 Dropout(0)) is the released one, so converted
+    keys ``projection.{0,2}.*`` load unchanged.
+    """
+    return nn.Sequential(
+        nn.Linear(hidden_size, hidden_size),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden_size, prompt_dim),
+        nn.Dropout(0.0),
+    )
+
+
 class SegTokenPrompts(PromptSource):
     """LISA / GLaMM: the hidden state at each ``[SEG]`` token, projected to one prompt token.
 
@@ -68,13 +82,7 @@ class SegTokenPrompts(PromptSource):
         super().__init__()
         self.seg_token_id = seg_token_id
         self.prompt_dim = prompt_dim
-        # Index layout of LISA's text_hidden_fcs[0]: 0 Linear, 1 ReLU, 2 Linear, 3 Dropout(0).
-        self.projection = nn.Sequential(
-            nn.Linear(hidden_size, hidden_size),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden_size, prompt_dim),
-            nn.Dropout(0.0),
-        )
+        self.projection = text_hidden_fc(hidden_size, prompt_dim)
 
     def prompts(self, hidden: torch.Tensor, spans: Sequence[Sequence[int]]) -> torch.Tensor:
         dtype = next(self.projection.parameters()).dtype

@@ -23,10 +23,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
-from partonomy.models.core.prompt_sources import PromptSource, Spans
-from partonomy.models.core.targets import IGNORE_LABEL, Located, PartSpan, SegTokenTargets
+from partonomy.models.core.prompt_sources import PromptSource, Spans, text_hidden_fc
+from partonomy.models.core.targets import Located, PartSpan, SegTokenTargets
 
 
 def codebook_tokens(count: int) -> tuple[str, ...]:
@@ -114,11 +113,6 @@ class CodebookTargets(SegTokenTargets):
             )
         return Located([PartSpan(p, tuple(g)) for p, g in zip(parts, groups)], [])
 
-    def labels(
-        self, length: int, answer_start: int, answer_end: int, spans: Sequence[Sequence[int]]
-    ) -> list[int]:
-        return [IGNORE_LABEL] * length
-
 
 class CodebookPrompts(PromptSource):
     """PixelLM's prompt source (module docstring): a group of ``seg_token_num * scales`` positions
@@ -156,13 +150,7 @@ class CodebookPrompts(PromptSource):
         self.tokens_per_target = self.scales
         self.prompt_dim = prompt_dim
         self.incomplete_groups = incomplete_groups
-        # Index layout of the original's text_hidden_fcs[0]: 0 Linear, 1 ReLU, 2 Linear, 3 Dropout(0).
-        self.projection = nn.Sequential(
-            nn.Linear(hidden_size, hidden_size),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden_size, prompt_dim),
-            nn.Dropout(0.0),
-        )
+        self.projection = text_hidden_fc(hidden_size, prompt_dim)
 
     @property
     def group_size(self) -> int:
