@@ -241,8 +241,7 @@ def model_options(pairs: tuple[str, ...], checkpoint: Path | None) -> dict[str, 
     if checkpoint is not None:
         if "checkpoint" in options:
             raise ConfigError(
-                "the checkpoint is given twice (--checkpoint and --model-opt checkpoint=); "
-                "keep one"
+                "the checkpoint is given twice (--checkpoint and --model-opt checkpoint=); keep one"
             )
         options["checkpoint"] = str(checkpoint)
     return options
