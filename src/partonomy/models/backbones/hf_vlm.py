@@ -278,6 +278,15 @@ class VlmAdapter:
         return int(c.image_token_id if hasattr(c, "image_token_id") else c.image_token_index)
 
     @property
+    def placeholder_token_ids(self) -> list[int]:
+        """The image / video placeholder ids (and Qwen's vision start / end): only the processor
+        places them, with the count an image needs, so generation never may."""
+        names = ("image_token_id", "image_token_index", "video_token_id", "video_token_index",
+                 "vision_start_token_id", "vision_end_token_id")  # fmt: skip
+        found = (getattr(self.config, n, None) for n in names)
+        return sorted({int(i) for i in found if i is not None})
+
+    @property
     def uses_mrope(self) -> bool:
         return self.kind in ("qwen2_5_vl", "qwen3_vl")
 
