@@ -83,3 +83,27 @@ def test_full_quickstart_reaches_the_learning_floors(tmp_path: Path) -> None:
     result = run_quickstart(tmp_path / "qs", progress=False, echo=print)
     assert result.passed, result.floors
     assert result.seconds < 600
+
+
+def test_set_backbone_picks_the_tiny_qwen2_5_vl_sam2_preset(tmp_path: Path) -> None:
+    """``--set backbone=qwen2_5_vl`` (the issue's form) resolves to the tiny Qwen2.5-VL-shaped
+    PLUM with a tiny SAM 2; the other ``--set`` items still override that config."""
+    from partonomy.training.quickstart import find_config, quickstart_train_config, take_backbone
+
+    backbone, rest = take_backbone(["max_steps=7", "backbone=qwen2_5_vl"])
+    assert (backbone, rest) == ("qwen2_5_vl", ["max_steps=7"])
+    path = find_config(None, "plum", backbone)
+    assert path.name == "plum_qwen2_5_vl_tiny_synth.yaml"
+    cfg = quickstart_train_config(path, "plum", tmp_path, tmp_path / "qa.json", rest)
+    assert cfg.family == "plum" and cfg.max_steps == 7
+    assert cfg.model.backbone == "qwen2_5_vl" and cfg.model.vlm.pretrained is None
+    assert cfg.model.sam.kind == "sam2" and cfg.model.sam.pretrained is None
+    assert find_config(None, "plum", "llava").name == "tiny_synth.yaml"
+
+
+def test_set_backbone_unknown_fails_before_any_work(tmp_path: Path) -> None:
+    args = ["quickstart", "--out", str(tmp_path / "qs"), "--set", "backbone=qwen9_vl"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0
+    assert "backbone presets: llava, qwen2_5_vl" in result.output
+    assert not (tmp_path / "qs").exists()  # no world was written

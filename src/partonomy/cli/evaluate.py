@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -58,6 +58,13 @@ if TYPE_CHECKING:
     metavar="KEY=VALUE",
     help="Option for the model builder (value parsed as YAML); repeatable.",
 )
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The model's checkpoint directory: the same as --model-opt checkpoint=DIR (e.g. "
+    "--model hf_vlm --checkpoint DIR, a local HF VLM).",
+)
 @scoring_options
 @click.option(
     "--strict",
@@ -96,6 +103,7 @@ def command(
     batch_size: int,
     limit: int | None,
     model_opts: tuple[str, ...],
+    checkpoint: Path | None,
     matching: str,
     missing: str,
     strict: bool,
@@ -110,12 +118,13 @@ def command(
     rule: str,
 ) -> None:
     """Evaluate a model on DATA (a QA.json, or a task's files); rerun the same command to resume."""
-    from partonomy.eval.harness import EvalConfig, parse_model_options, run_eval
+    from partonomy.eval.harness import EvalConfig, run_eval
     from partonomy.eval.sharding import current_shard
 
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:
         _launch(num_processes)
         return
+    options = model_options(model_opts, checkpoint)
     shard = current_shard()
     if num_processes > 1 and shard.world != num_processes:
         raise ConfigError(
@@ -130,7 +139,7 @@ def command(
             model,
             out,
             batch_size,
-            model_opts,
+            options,
             overwrite,
             no_progress,
             method,
@@ -147,7 +156,7 @@ def command(
         model=model,
         qa_file=str(qa_file),
         out=str(out),
-        model_options=parse_model_options(model_opts),
+        model_options=options,
         batch_size=batch_size,
         limit=limit,
         matching=matching,
@@ -185,17 +194,16 @@ def _run_task(
     model: str,
     out: Path,
     batch_size: int,
-    model_opts: tuple[str, ...],
+    options: dict[str, Any],
     overwrite: bool,
     no_progress: bool,
     method: str | None,
-    options: object,
+    task_opts: object,
     *,
     strict: bool,
     examples: int,
     shard: Shard,
 ) -> None:
-    from partonomy.eval.harness import parse_model_options
     from partonomy.tasks.harness import TaskEvalConfig, get_task, run_task_eval
     from partonomy.tasks.report import render_task_results
 
@@ -207,8 +215,8 @@ def _run_task(
         model=model,
         data=str(data),
         out=str(out),
-        model_options=parse_model_options(model_opts),
-        options=options,  # type: ignore[arg-type]
+        model_options=options,
+        options=task_opts,  # type: ignore[arg-type]
         batch_size=batch_size,
         overwrite=overwrite,
         progress=not no_progress,
@@ -218,6 +226,25 @@ def _run_task(
         return
     click.echo(render_task_results(outcome.results, method or model))
     _summary(outcome)
+
+
+def model_options(pairs: tuple[str, ...], checkpoint: Path | None) -> dict[str, Any]:
+    """The model builder's options: ``--model-opt`` pairs, with ``--checkpoint DIR`` as the
+    ``checkpoint`` option (one option, two spellings).
+
+    Raises:
+        ConfigError: a malformed pair, or the checkpoint given both ways.
+    """
+    from partonomy.eval.harness import parse_model_options
+
+    options = parse_model_options(pairs)
+    if checkpoint is not None:
+        if "checkpoint" in options:
+            raise ConfigError(
+                "the checkpoint is given twice (--checkpoint and --model-opt checkpoint=); keep one"
+            )
+        options["checkpoint"] = str(checkpoint)
+    return options
 
 
 def _launch(num_processes: int) -> None:

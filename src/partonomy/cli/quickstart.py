@@ -43,7 +43,9 @@ import click
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override of the training config (e.g. --set max_steps=100); repeatable.",
+    help="Override of the training config (e.g. --set max_steps=100); repeatable. "
+    "--set backbone=NAME picks a backbone preset instead (configs/<model>_<NAME>_tiny_synth.yaml, "
+    "e.g. qwen2_5_vl: a tiny Qwen2.5-VL-shaped LMM with a tiny SAM 2).",
 )
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def command(
@@ -58,10 +60,13 @@ def command(
     no_progress: bool,
 ) -> None:
     """Run the whole pipeline on Partonomy-Synth and print Tables 2 and 3."""
-    from partonomy.training.quickstart import QuickstartConfig, run_quickstart
+    from partonomy.training.quickstart import QuickstartConfig, run_quickstart, take_backbone
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    cfg = QuickstartConfig(model=model, train_overrides=list(overrides), eval_limit=eval_limit)
+    backbone, train_overrides = take_backbone(overrides)
+    cfg = QuickstartConfig(
+        model=model, backbone=backbone, train_overrides=train_overrides, eval_limit=eval_limit
+    )
     if n_images is not None:
         cfg.n_images = n_images
     if size is not None:

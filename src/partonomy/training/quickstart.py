@@ -27,18 +27,24 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from partonomy.errors import ConfigError
 from partonomy.io.atomic import atomic_write_json, atomic_write_text
 
+if TYPE_CHECKING:
+    from partonomy.training.config import TrainConfig
+
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "tiny_synth.yaml"
-"""PLUM's tiny config; another family ``f`` uses ``f_tiny_synth.yaml``."""
+"""PLUM's tiny config; another family ``f`` uses ``f_tiny_synth.yaml``, and a family on another
+backbone ``b`` (``--set backbone=b``) ``f_b_tiny_synth.yaml`` (see :func:`config_name`)."""
+DEFAULT_BACKBONE = "llava"
+"""The backbone of the families' own tiny configs (LLaVA-1.5 on HF parts, the papers')."""
 BASELINES = ("random", "whole_object", "oracle")
 FAMILIES = ("plum", "lisa", "glamm", "pixellm", "segllm")
 """The families ``--model all`` trains, in table order."""
@@ -62,6 +68,9 @@ class QuickstartConfig:
     Attributes:
         model: the family to train (``plum``, ``lisa``, ``glamm``, ``pixellm``) or ``all`` (each of
             :data:`FAMILIES`).
+        backbone: the named backbone preset (``--set backbone=NAME``): None or ``llava`` is the
+            family's own tiny config; another name picks ``configs/<family>_<NAME>_tiny_synth.yaml``
+            (``qwen2_5_vl``: a tiny Qwen2.5-VL-shaped backbone with a tiny SAM 2).
         n_images: Synth images (train + val).
         size: image side in pixels.
         synth_preset: Synth world preset (``easy``: four categories, large objects).
@@ -82,6 +91,7 @@ class QuickstartConfig:
     """
 
     model: str = "plum"
+    backbone: str | None = None
     n_images: int = 3500
     size: int = 64
     synth_preset: str = "easy"
@@ -131,29 +141,68 @@ def trained_models(model: str) -> list[str]:
     return [model]
 
 
-def config_name(family: str) -> str:
-    """The tiny config file name of ``family``."""
+def config_name(family: str, backbone: str | None = None) -> str:
+    """The tiny config file name of ``family`` on ``backbone`` (None: :data:`DEFAULT_BACKBONE`)."""
+    if backbone is not None and backbone != DEFAULT_BACKBONE:
+        return f"{family}_{backbone}_{CONFIG_NAME}"
     return CONFIG_NAME if family == "plum" else f"{family}_{CONFIG_NAME}"
 
 
-def find_config(explicit: str | Path | None = None, family: str = "plum") -> Path:
-    """The tiny training config: ``explicit``, else ``configs/<config_name(family)>`` in the
-    current directory, else in the source checkout this package was installed from (editable
-    install).
+def take_backbone(overrides: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Split ``--set`` items into the quickstart's own ``backbone=NAME`` (the last one wins) and
+    the training-config overrides (everything else, in order)."""
+    backbone: str | None = None
+    rest: list[str] = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == "backbone":
+            backbone = value.strip()
+        else:
+            rest.append(item)
+    return backbone, rest
+
+
+def _config_dirs() -> list[Path]:
+    """Where tiny configs are looked up: ``./configs``, then the source checkout's (editable
+    install)."""
+    return [Path.cwd() / "configs", Path(__file__).resolve().parents[3] / "configs"]
+
+
+def find_config(
+    explicit: str | Path | None = None, family: str = "plum", backbone: str | None = None
+) -> Path:
+    """The tiny training config: ``explicit``, else ``configs/<config_name(family, backbone)>``
+    in the current directory, else in the source checkout this package was installed from.
 
     Raises:
-        ConfigError: no such file.
+        ConfigError: no such file (for a backbone: naming the backbones that have one), or both
+            ``explicit`` and a backbone preset.
     """
     if explicit is not None:
+        if backbone is not None:
+            raise ConfigError(
+                "--config and --set backbone= both pick the training config; give one"
+            )
         path = Path(explicit)
         if not path.is_file():
             raise ConfigError(f"--config {path}: no such file")
         return path
-    here = Path(__file__).resolve()
-    name = config_name(family)
-    for candidate in (Path.cwd() / "configs" / name, here.parents[3] / "configs" / name):
-        if candidate.is_file():
-            return candidate
+    name = config_name(family, backbone)
+    for folder in _config_dirs():
+        if (folder / name).is_file():
+            return folder / name
+    if backbone is not None and backbone != DEFAULT_BACKBONE:
+        known = sorted(
+            {
+                p.name[len(family) + 1 : -len(CONFIG_NAME) - 1]
+                for folder in _config_dirs()
+                for p in folder.glob(f"{family}_*_{CONFIG_NAME}")
+            }
+        )
+        raise ConfigError(
+            f"--set backbone={backbone}: no configs/{name}; {family}'s backbone presets: "
+            f"{', '.join([DEFAULT_BACKBONE, *known])}"
+        )
     raise ConfigError(
         f"cannot find configs/{name}: run from the repository root, or pass --config PATH"
     )
@@ -296,6 +345,38 @@ def _make_data(out: Path, cfg: QuickstartConfig, progress: bool, echo: Callable[
     return train_qa, val_qa
 
 
+def quickstart_train_config(
+    path: Path,
+    family: str,
+    out: Path,
+    train_qa: Path,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> TrainConfig:
+    """The :class:`~partonomy.training.config.TrainConfig` the quickstart trains ``family`` with:
+    the tiny config at ``path`` (:func:`find_config`), its run directory under ``out``, its data
+    ``train_qa``, resumable, then ``overrides``.
+
+    Raises:
+        ConfigError: the config trains another family (or any config error).
+    """
+    from partonomy.training.config import load_train_config
+
+    train_cfg = load_train_config(
+        path,
+        [
+            f"run_dir={out / 'train' / family}",
+            f"data.qa.files=[{train_qa}]",
+            "resume=auto",
+            f"log.progress={str(progress).lower()}",
+            *overrides,
+        ],
+    )
+    if train_cfg.family != family:
+        raise ConfigError(f"{path} trains family {train_cfg.family!r}, not {family!r}")
+    return train_cfg
+
+
 def run_quickstart(
     out_dir: str | Path,
     cfg: QuickstartConfig | None = None,
@@ -319,13 +400,13 @@ def run_quickstart(
     """
     from partonomy.eval.harness import EvalConfig, run_eval
     from partonomy.io.qa_pairs import load_qa_pairs
-    from partonomy.training.config import load_train_config
     from partonomy.training.recipe import run_training
 
     cfg = cfg or QuickstartConfig()
     families = trained_models(cfg.model)
     if config_path is not None and len(families) > 1:
         raise ConfigError("--config names one model's config; it cannot be used with --model all")
+    configs = {f: find_config(config_path, f, cfg.backbone) for f in families}  # fail early
     out = Path(out_dir)
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -339,21 +420,9 @@ def run_quickstart(
     trained: dict[str, dict[str, Any]] = {}
     for family in families:
         t = time.perf_counter()
-        train_cfg = load_train_config(
-            find_config(config_path, family),
-            [
-                f"run_dir={out / 'train' / family}",
-                f"data.qa.files=[{train_qa}]",
-                "resume=auto",
-                f"log.progress={str(progress).lower()}",
-                *cfg.train_overrides,
-            ],
+        train_cfg = quickstart_train_config(
+            configs[family], family, out, train_qa, cfg.train_overrides, progress
         )
-        if train_cfg.family != family:
-            raise ConfigError(
-                f"{find_config(config_path, family)} trains family {train_cfg.family!r}, "
-                f"not {family!r}"
-            )
         echo(f"[3/4] training a tiny {family} for {train_cfg.max_steps} steps on CPU")
         result = run_training(train_cfg)
         records = result.records

@@ -42,9 +42,9 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return vlm_dir, sam3_dir
 
 
-def _eval(model: str, out: Path, *opts: str) -> dict:
+def _eval(model: str, out: Path, *opts: str, flags: tuple[str, ...] = ()) -> dict:
     args = ["eval", "--model", model, str(FIXTURES / "tiny_qa.json"), "--out", str(out)]
-    args += ["--no-progress", "--model-opt", "device=cpu"]
+    args += ["--no-progress", "--model-opt", "device=cpu", *flags]
     for opt in opts:
         args += ["--model-opt", opt]
     result = CliRunner().invoke(cli, args)
@@ -54,7 +54,8 @@ def _eval(model: str, out: Path, *opts: str) -> dict:
 
 def test_hf_vlm_scores_text_only(checkpoints: tuple[Path, Path], tmp_path: Path) -> None:
     vlm_dir, _ = checkpoints
-    results = _eval("hf_vlm", tmp_path / "eval", f"checkpoint={vlm_dir}")
+    # the command line: --model hf_vlm --checkpoint DIR
+    results = _eval("hf_vlm", tmp_path / "eval", flags=("--checkpoint", str(vlm_dir)))
     overall = results["overall"]
     assert overall["n_questions"] == 6 and overall["accuracy"] is not None
     lines = [
@@ -73,10 +74,10 @@ def test_vlm_sam3_through_the_harness(checkpoints: tuple[Path, Path], tmp_path: 
     results = _eval(
         "vlm_sam3",
         tmp_path / "eval",
-        f"checkpoint={vlm_dir}",
         f"sam3={sam3_dir}",
         "prompt=part_of_object",
         "score_threshold=0.0",  # a random SAM 3 is not confident: keep every instance
+        flags=("--checkpoint", str(vlm_dir)),
     )
     overall = results["overall"]
     assert overall["n_questions"] == 6
@@ -120,3 +121,15 @@ def test_scorer_reads_the_checkpoint_architecture(checkpoints: tuple[Path, Path]
     scorer = load_vlm_scorer(str(vlm_dir), device="cpu")
     assert scorer.adapter.kind == "qwen2_5_vl"
     assert scorer.processor.turn_end == "<|im_end|>"
+
+
+def test_checkpoint_flag_and_model_opt_are_one_option(
+    checkpoints: tuple[Path, Path], tmp_path: Path
+) -> None:
+    vlm_dir, _ = checkpoints
+    args = ["eval", "--model", "hf_vlm", str(FIXTURES / "tiny_qa.json"), "--out", str(tmp_path)]
+    args += ["--checkpoint", str(vlm_dir), "--model-opt", f"checkpoint={vlm_dir}"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0 and "given twice" in result.output
+    result = CliRunner().invoke(cli, ["eval", "--model", "hf_vlm", *args[3:6]])
+    assert result.exit_code != 0 and "--checkpoint DIR" in result.output

@@ -6,7 +6,7 @@ code, never re-derived here:
 * **Dynamic resolution.** The HF image processor decides the visual grid of each image (Qwen:
   ``image_grid_thw``; LLaVA-OneVision: anyres crops and ``image_sizes``); the number of image
   tokens an image gets is the model's own formula on that grid (Qwen: ``t*h*w / merge**2``, the
-  split HF's ``get_image_features`` uses; LLaVA-OneVision: the HF processor's feature count), and
+  split HF's ``get_image_features`` uses; LLaVA-OneVision: :func:`onevision_feature_count`), and
   the image tokens are found in ``input_ids`` by id.
 * **Positions.** Qwen's multimodal RoPE gives image tokens 3-D (t, h, w) positions and shifts every
   later text position by a per-row delta; :meth:`VlmAdapter.forward` computes them with the
@@ -21,6 +21,7 @@ tower runs once per row, not once per distinct image as in the LLaVA path).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,6 +257,56 @@ def build_vlm(kind: str, cfg: VlmConfig, tokenizer: Any) -> tuple[Any, VlmAdapte
 
 
 # ------------------------------------------------------------------------------ adapter
+def onevision_feature_count(
+    size: tuple[int, int],
+    *,
+    crop: int,
+    patch: int,
+    pinpoints: Sequence[Sequence[int]],
+    max_crops: int,
+) -> int:
+    """How many features LLaVA-OneVision's vision side gives an ``(H, W)`` image ("anyres_max",
+    the ``full`` feature selection of SigLIP, which has no CLS token).
+
+    The model packs, in order:
+
+    1. the base crop (the whole image resized to ``crop``): ``g * g`` features, ``g = crop //
+       patch``;
+    2. the anyres grid: the image processor resizes the image into the best pinpoint resolution
+       ``(h*, w*)`` (HF's public ``select_best_resolution``, the same choice the processor made)
+       keeping its aspect ratio and pads it centred, then cuts ``h*/crop x w*/crop`` crops: a
+       feature grid of ``R = g h*/crop`` rows by ``C = g w*/crop`` columns;
+    3. unpadding: the rows (image wider than the grid) or columns (otherwise) that hold only
+       padding are dropped, the same number on each side: the image's extent scaled to the grid,
+       ``int(round(H * C / W, 7))`` rows (or ``int(round(W * R / H, 7))`` columns, the model's
+       own rounding), and ``(R - rows) // 2`` dropped on each side;
+    4. "anyres_max_N": when ``r = sqrt(R C / (N g^2)) > 1.1`` the grid is resized to
+       ``(R // r, C // r)``;
+    5. one learned newline feature after each row: ``R (C + 1)``.
+
+    The tests check this count against the features HF's model itself produces.
+
+    Returns:
+        ``g^2 + R (C + 1)`` after steps 3-4.
+    """
+    from transformers.image_processing_utils import select_best_resolution
+
+    height, width = size
+    g = crop // patch
+    best_h, best_w = select_best_resolution((height, width), [list(p) for p in pinpoints])
+    rows, cols = g * (best_h // crop), g * (best_w // crop)
+    if width / height > cols / rows:
+        kept = int(round(height * (cols / width), 7))
+        rows -= 2 * ((rows - kept) // 2)
+    else:
+        kept = int(round(width * (rows / height), 7))
+        cols -= 2 * ((cols - kept) // 2)
+    ratio = math.sqrt(rows * cols / (max_crops * g * g))
+    if ratio > 1.1:
+        rows, cols = int(rows // ratio), int(cols // ratio)
+    return g * g + rows * (cols + 1)
+
+
 class VlmAdapter:
     """What a segmentation LMM needs from an HF VLM, in the model's own terms (no parameters).
 
@@ -278,6 +329,15 @@ class VlmAdapter:
         return int(c.image_token_id if hasattr(c, "image_token_id") else c.image_token_index)
 
     @property
+    def placeholder_token_ids(self) -> list[int]:
+        """The image / video placeholder ids (and Qwen's vision start / end): only the processor
+        places them, with the count an image needs, so generation never may."""
+        names = ("image_token_id", "image_token_index", "video_token_id", "video_token_index",
+                 "vision_start_token_id", "vision_end_token_id")  # fmt: skip
+        found = (getattr(self.config, n, None) for n in names)
+        return sorted({int(i) for i in found if i is not None})
+
+    @property
     def uses_mrope(self) -> bool:
         return self.kind in ("qwen2_5_vl", "qwen3_vl")
 
@@ -297,19 +357,17 @@ class VlmAdapter:
         return VisionInput(pixels, {"image_sizes": sizes}, self._onevision_tokens(sizes[0]))
 
     def _onevision_tokens(self, size: torch.Tensor) -> int:
-        """LLaVA-OneVision's feature count of an image of ``size (H, W)``: HF's own formula
-        (``LlavaOnevisionProcessor._get_number_of_features``), on a processor built without its
-        video half (which needs torchvision)."""
-        from transformers import LlavaOnevisionProcessor
-
-        counter: Any = object.__new__(LlavaOnevisionProcessor)
+        """LLaVA-OneVision's feature count of an image of ``size (H, W)``
+        (:func:`onevision_feature_count` with this model's crop, patch, pinpoints and
+        ``vision_aspect_ratio``)."""
         vision = self.config.vision_config
-        counter.image_processor = self.image_processor
-        counter.num_image_tokens = (int(vision.image_size) // int(vision.patch_size)) ** 2
-        counter.vision_aspect_ratio = str(self.config.vision_aspect_ratio)
-        crop = self.image_processor.size
-        h, w = int(size[0]), int(size[1])
-        return int(counter._get_number_of_features(h, w, int(crop["height"]), int(crop["width"])))
+        return onevision_feature_count(
+            (int(size[0]), int(size[1])),
+            crop=int(vision.image_size),
+            patch=int(vision.patch_size),
+            pinpoints=self.config.image_grid_pinpoints,
+            max_crops=int(str(self.config.vision_aspect_ratio).removeprefix("anyres_max_")),
+        )
 
     def collate(
         self, inputs: Sequence[VisionInput]

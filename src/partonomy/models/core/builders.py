@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from partonomy.errors import ConfigError
+from partonomy.models.backbones.hf_vlm import VlmAdapter, VlmConfig, build_vlm, load_vlm_tokenizer
 from partonomy.models.backbones.llava import (
     LlavaConfig,
     build_llava,
@@ -25,6 +27,7 @@ from partonomy.models.backbones.sam import SamConfig, build_sam, sam_geometry
 from partonomy.models.core.mask_heads_hf import mask_head_for
 from partonomy.models.core.model import InputEncoder, SegLMM
 from partonomy.models.core.processing import SegProcessor
+from partonomy.models.core.processing_vlm import VlmSegProcessor
 from partonomy.models.core.prompt_sources import SegTokenPrompts
 from partonomy.models.core.targets import SEG_TOKEN, SegTokenTargets
 
@@ -45,6 +48,8 @@ def build_seg_token_model(
     seed: int | None,
     image_prompt: str = "{image}\n",
     input_encoders: InputEncoderFactory | None = None,
+    backbone: str = "llava",
+    vlm_cfg: VlmConfig | None = None,
 ) -> tuple[SegLMM, SegProcessor]:
     """A ``[SEG]``-token segmentation LMM and its processor.
 
@@ -59,15 +64,33 @@ def build_seg_token_model(
         seed: seed of every random initialisation (a forked RNG); None = the global RNG.
         image_prompt: the first user turn's image part (see :class:`SegProcessor`).
         input_encoders: builds the family's input encoders from the loaded backbone.
+        backbone: ``llava``, or an HF VLM kind (``qwen2_5_vl``...) built from ``vlm_cfg``: its
+            tokenizer gets ``extra_tokens`` as added special tokens, its chat template and image
+            processor make the prompts (``llava_cfg`` and ``image_prompt`` are then unused).
+        vlm_cfg: the HF VLM backbone's config (``backbone`` other than ``llava``).
 
     Returns:
         ``(model, processor)`` on CPU, every parameter trainable, the prompt source in LLaVA's dtype.
     """
+    vlm: VlmAdapter | None = None
+    if backbone != "llava" and (vlm_cfg is None or input_encoders is not None):
+        raise ConfigError(
+            f"{family} on backbone {backbone!r}: needs the vlm config and no input encoders (an "
+            "HF VLM scatters its own image features; region encoders need the LLaVA backbone)"
+        )
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        tokenizer = load_tokenizer(llava_cfg, extra_tokens=extra_tokens, extra_first=extra_first)
-        llava = build_llava(llava_cfg, tokenizer)
+        if backbone == "llava":
+            tokenizer = load_tokenizer(
+                llava_cfg, extra_tokens=extra_tokens, extra_first=extra_first
+            )
+            llava = build_llava(llava_cfg, tokenizer)
+        else:
+            assert vlm_cfg is not None
+            tokenizer = load_vlm_tokenizer(backbone, vlm_cfg)
+            tokenizer.add_tokens(list(extra_tokens), special_tokens=True)
+            llava, vlm = build_vlm(backbone, vlm_cfg, tokenizer)
         sam = build_sam(sam_cfg)
         geo = sam_geometry(sam)
         d = int(llava.config.text_config.hidden_size)  # type: ignore[union-attr]
@@ -83,7 +106,16 @@ def build_seg_token_model(
         input_encoders=encoders,
         config=config,
         family=family,
+        vlm=vlm,
     )
+    if vlm is not None:
+        return model, VlmSegProcessor(
+            tokenizer,
+            adapter=vlm,
+            targets=targets,
+            sam_image_size=geo.input_size,
+            max_length=max_length,
+        )
     processor = SegProcessor(
         tokenizer,
         targets=targets,

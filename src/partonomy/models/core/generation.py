@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -35,6 +35,9 @@ from partonomy.models.core.fused_kernels import (
     swapped_kernels,
 )
 from partonomy.models.core.scoring import base_and_head, cache_kwargs
+
+if TYPE_CHECKING:
+    from partonomy.models.core.generation_vlm import VlmVision
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 def generate(
     lm: nn.Module,
     prompts: Sequence[torch.Tensor],
-    pixel_values: torch.Tensor,
+    pixel_values: torch.Tensor | VlmVision,
     *,
     stop_token_ids: Sequence[int],
     max_new_tokens: int = 512,
@@ -104,7 +107,10 @@ def generate(
         lm: an HF causal LM (``LlavaForConditionalGeneration``) in eval mode.
         prompts: B int64 tensors ``(L_b,)``: each prompt up to and including ``ASSISTANT:``, with its
             image placeholder tokens.
-        pixel_values: ``(B, 3, S, S)`` the LM's vision input, one image per prompt.
+        pixel_values: ``(B, 3, S, S)`` the LM's vision input, one image per prompt; an HF VLM
+            backbone's :class:`~partonomy.models.core.generation_vlm.VlmVision` instead goes to
+            :func:`~partonomy.models.core.generation_vlm.generate_vlm` (the rest of the options
+            do not apply there).
         stop_token_ids: ids that end an answer (EOS, i.e. the llava_v1 ``</s>`` separator).
         max_new_tokens: at most this many tokens per answer (the stop token included).
         pad_token_id: any valid id, used for padding (masked out).
@@ -139,6 +145,13 @@ def generate(
     """
     if not prompts:
         return []
+    from partonomy.models.core.generation_vlm import VlmVision, generate_vlm  # it imports us
+
+    if isinstance(pixel_values, VlmVision):  # an HF VLM backbone decodes with its own generate
+        return generate_vlm(lm, pixel_values, prompts, stop_token_ids=stop_token_ids,
+                            max_new_tokens=max_new_tokens, pad_token_id=pad_token_id,
+                            return_hidden=return_hidden, on_token=on_token,
+                            banned_token_ids=banned_token_ids)  # fmt: skip
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if prompt_embeds is not None and (static_cache or not use_cache):

@@ -181,9 +181,9 @@ class SegLMM(nn.Module):
         """
         if self.vlm is not None:
             raise NotImplementedError(
-                f"{type(unwrap_peft(self.llava)).__name__}: LLaVA-style input embeddings (free-form "
-                "generation, input encoders) are not available on an HF VLM backbone yet; the "
-                "benchmark (scoring + teacher-forced masks) and training are"
+                f"{type(unwrap_peft(self.llava)).__name__}: an HF VLM backbone scatters its own "
+                "image features (no LLaVA-style input embeddings, so no input encoders); its "
+                "free-form generation is partonomy.models.core.generation_vlm"
             )
         base = unwrap_peft(self.llava)
         embeds = base.model.get_input_embeddings()(input_ids)  # (B, L, d)

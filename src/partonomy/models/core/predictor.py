@@ -68,6 +68,7 @@ from partonomy.models.core.generation import (
     find_phrases,
     generate,
 )
+from partonomy.models.core.generation_vlm import lm_vision_input
 from partonomy.models.core.regions import Box, with_box_tokens
 from partonomy.models.core.scoring import (
     CHOICE_SCORES,
@@ -547,7 +548,7 @@ class SegPredictor:
         gen = generate(
             self.model.llava,
             [prompt.input_ids],
-            prompt.pixel_values[None],
+            lm_vision_input(self.model, [prompt]),
             stop_token_ids=[int(self.tokenizer.eos_token_id)],
             max_new_tokens=budget,
             pad_token_id=self._pad_id(),
@@ -677,7 +678,7 @@ class SegPredictor:
             gens = generate(
                 self.model.llava,
                 [p.input_ids for p in prompts],
-                torch.stack([p.pixel_values for p in prompts]),
+                lm_vision_input(self.model, prompts),
                 stop_token_ids=[int(self.tokenizer.eos_token_id)],
                 max_new_tokens=budget,
                 pad_token_id=self._pad_id(),

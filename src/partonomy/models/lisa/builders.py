@@ -31,6 +31,8 @@ def build_lisa(cfg: LisaConfig) -> tuple[SegLMM, SegProcessor]:
         targets=SegTokenTargets(),
         max_length=cfg.max_length,
         seed=cfg.seed,
+        backbone=cfg.backbone,
+        vlm_cfg=cfg.vlm,
     )
 
 
@@ -66,8 +68,15 @@ def lisa_13b_config() -> LisaConfig:
     return cfg
 
 
+def tiny_qwen2_5_vl_config() -> LisaConfig:
+    """A tiny random LISA on a Qwen2.5-VL-shaped backbone (its chat template, dynamic-resolution
+    image tokens) with a tiny SAM 2, offline (tests)."""
+    return tiny_config(backbone="qwen2_5_vl", sam={"kind": "sam2", "vision_hidden": 16})
+
+
 PRESETS: dict[str, Callable[[], LisaConfig]] = {
     "tiny": tiny_config,
+    "tiny_qwen2_5_vl": tiny_qwen2_5_vl_config,
     "lisa_7b": lisa_7b_config,
     "lisa_13b": lisa_13b_config,
 }

@@ -93,29 +93,50 @@ def build_plum(cfg: PlumConfig) -> tuple[SegLMM, SegProcessor]:
             tokenizer = load_vlm_tokenizer(cfg.backbone, cfg.vlm)
             llava, vlm = build_vlm(cfg.backbone, cfg.vlm, tokenizer)
         sam = build_sam(cfg.sam)
-        geo = sam_geometry(sam)
-        d = int(llava.config.text_config.hidden_size)  # type: ignore[union-attr]
-        if d % cfg.bidir_heads:
-            raise ConfigError(f"bidir_heads ({cfg.bidir_heads}) must divide the LLM width ({d})")
-        if geo.prompt_dim % cfg.feedback_heads:
-            raise ConfigError(
-                f"feedback_heads ({cfg.feedback_heads}) must divide SAM's prompt width ({geo.prompt_dim})"
-            )
-        extractor = SpanExtractor(
-            d,
-            heads=cfg.bidir_heads,
-            ff=cfg.bidir_ff,
-            dropout=cfg.bidir_dropout,
-            order=cfg.span_extractor_order,
+        return assemble_plum(cfg, tokenizer=tokenizer, llava=llava, sam=sam, vlm=vlm)
+
+
+def assemble_plum(
+    cfg: PlumConfig, *, tokenizer: Any, llava: Any, sam: Any, vlm: VlmAdapter | None = None
+) -> tuple[SegLMM, SegProcessor]:
+    """PLUM's own modules sized from already-built backbones, and the model and processor.
+
+    :func:`build_plum` builds the backbones from ``cfg``; a caller that builds them otherwise
+    (e.g. a benchmark at a published full-size shape with random weights) passes them here.
+    Only ``cfg``'s head fields (``bidir_*``, ``feedback_*``, ``use_feedback``,
+    ``span_extractor_order``, ``max_length``) are read; the heads take the caller's RNG.
+
+    Args:
+        cfg: the config (stored on the model).
+        tokenizer: the backbone's tokenizer.
+        llava: the HF ``LlavaForConditionalGeneration`` or, with ``vlm``, another HF VLM.
+        sam: the HF ``SamModel`` / ``Sam2Model`` / ``SamHQModel``.
+        vlm: the :class:`VlmAdapter` of an HF VLM backbone, None for LLaVA.
+
+    Raises:
+        ConfigError: head sizes that do not divide the backbones' widths.
+    """
+    geo = sam_geometry(sam)
+    d = int(llava.config.text_config.hidden_size)
+    if d % cfg.bidir_heads:
+        raise ConfigError(f"bidir_heads ({cfg.bidir_heads}) must divide the LLM width ({d})")
+    if geo.prompt_dim % cfg.feedback_heads:
+        raise ConfigError(
+            f"feedback_heads ({cfg.feedback_heads}) must divide SAM's prompt width ({geo.prompt_dim})"
         )
-        query = SpanQuery(d, geo.prompt_dim)
-        pooler = (
-            MaskFeedbackPooler(
-                geo.prompt_dim, geo.mask_channels, geo.embed_size, cfg.feedback_heads
-            )
-            if cfg.use_feedback
-            else None
-        )
+    extractor = SpanExtractor(
+        d,
+        heads=cfg.bidir_heads,
+        ff=cfg.bidir_ff,
+        dropout=cfg.bidir_dropout,
+        order=cfg.span_extractor_order,
+    )
+    query = SpanQuery(d, geo.prompt_dim)
+    pooler = (
+        MaskFeedbackPooler(geo.prompt_dim, geo.mask_channels, geo.embed_size, cfg.feedback_heads)
+        if cfg.use_feedback
+        else None
+    )
     dtype = llava.dtype
     for module in (extractor, query, pooler):
         if module is not None:
@@ -141,7 +162,7 @@ def build_plum(cfg: PlumConfig) -> tuple[SegLMM, SegProcessor]:
         tokenizer,
         targets=BioTargets(),
         image_seq_length=image_seq_length(llava),
-        clip_image_size=int(llava.config.vision_config.image_size),  # type: ignore[union-attr]
+        clip_image_size=int(llava.config.vision_config.image_size),
         sam_image_size=geo.input_size,
         use_im_start_end=uses_im_start_end(cfg.llava),
         max_length=cfg.max_length,

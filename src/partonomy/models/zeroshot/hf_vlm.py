@@ -52,7 +52,8 @@ class HfVlmOptions:
     """Options of ``hf_vlm`` (``--model-opt key=value``).
 
     Attributes:
-        checkpoint: local directory of the HF VLM (module docstring).
+        checkpoint: local directory of the HF VLM (module docstring); ``partonomy eval
+            --checkpoint DIR`` sets it.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         dtype: ``auto`` (bfloat16 on a GPU that has it, else float32) or a dtype name.
         choice_score: ``conversation`` (the paper's) or ``answer``.
@@ -70,7 +71,10 @@ class HfVlmOptions:
 
     def __post_init__(self) -> None:
         if not self.checkpoint:
-            raise ConfigError("hf_vlm needs --model-opt checkpoint=DIR (a local HF VLM checkpoint)")
+            raise ConfigError(
+                "hf_vlm / vlm_sam3 need --checkpoint DIR (or --model-opt checkpoint=DIR): "
+                "a local HF VLM checkpoint"
+            )
         if self.choice_score not in CHOICE_SCORES:
             raise ConfigError(f"choice_score must be one of {', '.join(CHOICE_SCORES)}")
 
