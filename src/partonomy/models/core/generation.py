@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from partonomy.models.core.answer_text import TextSpan, char_span, decode_with_offsets, find_phrases
+from partonomy.models.core.fused_kernels import KERNEL_SETS
 from partonomy.models.core.generation_batch import Generation, left_pad
 from partonomy.models.core.generation_reference import (
     generate_hf,
@@ -82,7 +83,7 @@ def generate(
     on_token: Callable[[torch.Tensor], None] | None = None,
     banned_token_ids: Sequence[int] = (),
     cuda_graphs: bool | None = None,
-    fused_kernels: bool | None = None,
+    fused_kernels: bool | str | None = None,
 ) -> list[Generation]:
     """Greedy-decode one answer per prompt.
 
@@ -115,10 +116,12 @@ def generate(
             device). The capture happens at the first call for a batch size and cache length
             and costs about one step; later calls of the same shape replay it (see
             :class:`StaticDecoder`).
-        fused_kernels: capture the graph with ``liger-kernel``'s fused RMSNorm, SwiGLU and
-            rotary kernels swapped in (:mod:`~partonomy.models.core.fused_kernels`; the model
-            itself is left as it was). None: when the package is installed and the model is
-            LLaMA-shaped. Graphed decoding only.
+        fused_kernels: capture the graph with fused RMSNorm, SwiGLU and rotary kernels swapped
+            in (:mod:`~partonomy.models.core.fused_kernels`; the model itself is left as it
+            was): ``"liger"`` (``liger-kernel``'s), ``"compiled"`` (``torch.compile``'d
+            references), None or True (the default: Liger's when installed, else the compiled
+            ones), False (plain kernels). Only on a CUDA device, for a LLaMA-shaped model whose
+            kernels pass a self-test; otherwise plain kernels. Graphed decoding only.
 
     Returns:
         One :class:`Generation` per prompt, in order.
@@ -144,6 +147,7 @@ def generate(
     batch, width = ids.shape
     length = bucket(width + max_new_tokens)
     graphs = device.type == "cuda" if cuda_graphs is None else cuda_graphs
+    kernels = _kernel_choice(fused_kernels)
     key = DecoderKey(
         batch=batch,
         length=length,
@@ -152,7 +156,7 @@ def generate(
         pad=pad_token_id,
         weight=weight.data_ptr(),
         inference_mode=torch.is_inference_mode_enabled(),
-        fused=graphs and device.type == "cuda" and fused_kernels is not False,
+        fused=kernels if graphs and device.type == "cuda" else "",
     )
     decoder = StaticDecoder.of(lm, key)
     if decoder is None:  # a sliding-window or hybrid cache: HF knows its masks, we do not
@@ -178,8 +182,23 @@ def generate(
         for r, e in enumerate(prompt_embeds):  # left-padded like the ids
             embeds[r, width - e.shape[0] :] = e.to(device, weight.dtype)
         first = {"inputs_embeds": embeds}
-    if fused_kernels and decoder.kernels is None:
-        logger.warning("fused_kernels asked, but liger-kernel is unavailable or unsuited here")
+    if fused_kernels not in (None, False) and decoder.kernels is None:
+        logger.warning("fused_kernels=%r asked, but unavailable or unsuited here", fused_kernels)
     prompt_hidden = decoder.prefill(first, mask, max_new_tokens)
     tokens, steps = decoder.run(max_new_tokens, return_hidden, on_token, graphs)
     return collect_results(prompts, tokens, prompt_hidden, decoder, steps, key.stops, return_hidden)
+
+
+def _kernel_choice(fused_kernels: bool | str | None) -> str:
+    """``generate``'s ``fused_kernels`` as a :func:`~partonomy.models.core.fused_kernels.decoder_kernels`
+    choice ("" for plain kernels)."""
+    if fused_kernels is None or fused_kernels is True:
+        return "auto"
+    if fused_kernels is False:
+        return ""
+    if fused_kernels not in KERNEL_SETS:
+        raise ValueError(
+            f"fused_kernels must be a bool, None or one of {', '.join(KERNEL_SETS)}; "
+            f"got {fused_kernels!r}"
+        )
+    return fused_kernels

@@ -19,7 +19,7 @@ from transformers import StaticCache
 from transformers.cache_utils import StaticLayer
 
 from partonomy.models.core.fused_kernels import (
-    liger_kernels,
+    decoder_kernels,
     model_sizes,
     self_test,
     supports,
@@ -61,7 +61,7 @@ class DecoderKey:
     pad: int
     weight: int  # data_ptr of the output head's weight: a moved model invalidates the graph
     inference_mode: bool  # tensors made under inference mode cannot be updated outside it
-    fused: bool  # capture with fused kernels if they are available
+    fused: str  # the fused kernel set to capture with (decoder_kernels), "" for none
 
 
 class DecoderSlot:
@@ -141,7 +141,7 @@ class StaticDecoder:
         self.shut_column = torch.full((b,), self.blocked, dtype=dtype, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.capture_failed = False
-        self.kernels = liger_kernels() if key.fused else None
+        self.kernels = decoder_kernels(key.fused) if key.fused else None
         if self.kernels is not None and not (
             supports(self.text) and self_test(self.kernels, device, dtype, model_sizes(self.text))
         ):
