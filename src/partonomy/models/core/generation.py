@@ -37,7 +37,7 @@ from partonomy.models.core.generation_reference import (
     generate_recompute,
     replay_tokens,
 )
-from partonomy.models.core.scoring import base_and_head
+from partonomy.models.core.hf_lm import base_and_head
 from partonomy.models.core.static_decoder import (
     BUCKET,
     HOST_LAG,

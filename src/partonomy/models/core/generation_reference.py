@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from partonomy.models.core.generation_batch import Generation, left_pad, positions
-from partonomy.models.core.scoring import base_and_head
+from partonomy.models.core.hf_lm import base_and_head
 
 
 def replay_tokens(

@@ -72,8 +72,9 @@ class SegPredictor(BenchmarkMode, FreeFormMode):
             input on the device; False runs every step in turn on the calling thread (same
             outputs: tested); None (default): on when the model is on a GPU (on a CPU the
             threads would compete with the model for the same cores).
-        compile_encoder: ``torch.compile`` the mask head's ViT blocks (regional: a few seconds
-            to tens of seconds once per process, on a GPU; no effect on the conv encoder).
+        compile_encoder: ``torch.compile`` the mask head's SAM ViT blocks (regional: ~20 s
+            once per process at ViT-H on an H200, then ~1.7x the encoder's images/s); None
+            (default): on a CUDA device when the mask head has a SAM ViT encoder.
         embedding_cache: a directory of :mod:`~partonomy.models.core.embedding_cache` (``partonomy
             cache-embeddings``): image embeddings are read from it instead of running the encoder,
             and the ones computed here are added to it.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ class PredictorBase:
         max_rows: int = 64,
         image_cache: int = 16,
         pipeline: bool | None = None,
-        compile_encoder: bool = False,
+        compile_encoder: bool | None = None,
         embedding_cache: str | None = None,
     ) -> None:
         if choice_score not in CHOICE_SCORES:
@@ -74,8 +74,16 @@ class PredictorBase:
         self.image_cache = image_cache
         self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.pipeline = self.device.type == "cuda" if pipeline is None else pipeline
+        encoder = getattr(getattr(self.model.mask_head, "sam", None), "vision_encoder", None)
+        if compile_encoder is None:  # pays off from about a hundred images on (H200, ViT-H)
+            compile_encoder = self.device.type == "cuda" and encoder is not None
         if compile_encoder:
-            compile_blocks(cast(Any, self.model.mask_head).sam.vision_encoder)
+            if encoder is None:
+                raise ConfigError(
+                    f"compile_encoder: {type(self.model.mask_head).__name__} has no SAM ViT "
+                    "image encoder to compile"
+                )
+            compile_blocks(encoder)
         self.disk_cache = (
             None
             if embedding_cache is None

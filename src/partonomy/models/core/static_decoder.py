@@ -26,7 +26,7 @@ from partonomy.models.core.fused_kernels import (
     swapped_kernels,
 )
 from partonomy.models.core.generation_batch import Generation, positions
-from partonomy.models.core.scoring import base_and_head, cache_kwargs
+from partonomy.models.core.hf_lm import base_and_head, cache_kwargs
 
 logger = logging.getLogger(__name__)
 
