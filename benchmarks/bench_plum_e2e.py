@@ -25,6 +25,7 @@ Shapes: ``tiny`` (the test config), ``7b`` (LLaMA-7B + CLIP ViT-L/14 at 224 + SA
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -108,7 +109,7 @@ def stages(
         return time.perf_counter()
 
     # compile_encoder=False: a compiled encoder (compiled in place by an earlier predictor) stays so
-    plain = SegPredictor(predictor.model, predictor.processor, batch_size=predictor.batch_size,
+    plain = type(predictor)(predictor.model, predictor.processor, batch_size=predictor.batch_size,
                          pipeline=False, compile_encoder=False)  # fmt: skip
     for start in range(0, len(questions), plain.batch_size):
         t = sync()
@@ -191,6 +192,11 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time with compile_encoder")
     parser.add_argument("--no-harness", action="store_true", help="skip the run_eval timing")
     parser.add_argument(
+        "--share-ab",
+        action="store_true",
+        help="only: pipeline (no compile) with and without image-prefix sharing, with stages",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="only the default path (pipeline, compiled encoder) against the pipeline uncompiled",
@@ -231,6 +237,9 @@ def main() -> None:
         return answers
 
     set_attention(encoder, "sdpa")  # transformers' own attention: the old path
+    if args.share_ab:
+        share_ab(run, args, model, processor, device)
+        return
     if args.quick:
         quick(run, args, model, processor, device)
         return
@@ -282,6 +291,31 @@ def main() -> None:
             print(f"  compiled vs plain: {agreement(plain, compiled)}")
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+
+
+class _Unshared(SegPredictor):
+    """The predictor with image-prefix sharing off (each choice group prefilled alone)."""
+
+    def _group(self, examples: Any, keep: int | None) -> Any:
+        return dataclasses.replace(super()._group(examples, keep), share_key=None)
+
+
+def share_ab(run: Any, args: Any, model: Any, processor: Any, device: torch.device) -> None:
+    """``--share-ab``: the pipelined path without the compiled encoder, with the part and object
+    questions of one image sharing their image prefix (the default) and without."""
+    questions = items(args.n, seed=2)
+    for label, cls in (("shared image prefix", SegPredictor), ("unshared", _Unshared)):
+        predictor = cls(model, processor, batch_size=args.batch, compile_encoder=False)
+        predictor.predict(items(args.batch, seed=1))
+        answers, seconds = timed_predict(predictor, questions, device)
+        print(f"pipeline, no compile, {label:24s} batch {args.batch}: {seconds:6.2f} s  "
+              f"{args.n / seconds:6.2f} q/s")  # fmt: skip
+        spent = stages(predictor, questions, device)
+        print("  stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
+        if cls is SegPredictor:
+            shared = answers
+        else:
+            print(f"  shared vs unshared: {agreement(shared, answers)}")
 
 
 def quick(run: Any, args: Any, model: Any, processor: Any, device: torch.device) -> None:

@@ -81,3 +81,10 @@ def test_fused_paths_give_the_plain_losses_on_a_gpu(synth_qa: Path, tmp_path: Pa
     fused = {"speed.fused_kernels": "liger", "speed.fused_adam": True}
     run_training(_cfg(synth_qa, tmp_path / "fused", **gpu, **fused))
     _assert_same(_losses(tmp_path / "plain"), _losses(tmp_path / "fused"), 1e-3)
+
+
+def test_embedding_cache_refuses_a_trained_encoder(synth_qa: Path, tmp_path: Path) -> None:
+    cfg = _cfg(synth_qa, tmp_path / "t", **{"speed.embedding_cache": str(tmp_path / "c")})
+    cfg.trainable.sam_image_encoder = True
+    with pytest.raises(ConfigError, match="frozen image encoder"):
+        TrainRecipe(cfg).setup()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import nn
@@ -83,11 +83,16 @@ class TrainingSpeed:
     def __init__(self, cfg: SpeedConfig, model: SegLMM, device: torch.device) -> None:
         self.cfg = cfg
         self.model = model
-        self.cache = (
-            None
-            if cfg.embedding_cache is None
-            else EmbeddingCache.for_mask_head(cfg.embedding_cache, model.mask_head)
-        )
+        self.cache = None
+        if cfg.embedding_cache is not None:
+            head: Any = model.mask_head
+            encoder = getattr(getattr(head, "sam", head), "vision_encoder", head)
+            if any(p.requires_grad for p in encoder.parameters()):
+                raise ConfigError(
+                    "speed.embedding_cache needs a frozen image encoder, but this config trains "
+                    "it (trainable section); drop the cache or freeze the encoder"
+                )
+            self.cache = EmbeddingCache.for_mask_head(cfg.embedding_cache, head)
         self.fused: tuple[nn.Module, DecoderKernels] | None = None
         if cfg.fused_kernels == "liger":
             kernels = liger_kernels() if device.type == "cuda" else None

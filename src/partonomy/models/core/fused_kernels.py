@@ -208,11 +208,12 @@ def self_test(
     cos = torch.cat([angle.cos()] * 2, -1).to(dtype)
     sin = torch.cat([angle.sin()] * 2, -1).to(dtype)
     tol = 1e-5 if dtype == torch.float32 else 2e-2
-    try:
+    try:  # each call on its own copies: a kernel may work in place (Liger's rope does)
+        want_q, want_k = ref.rope(q.clone(), k.clone(), cos, sin)
         pairs = [
-            (kernels.rms_norm(x, w, 1e-6), ref.rms_norm(x, w, 1e-6)),
-            (kernels.swiglu(a, b), ref.swiglu(a, b)),
-            *zip(kernels.rope(q, k, cos, sin), ref.rope(q, k, cos, sin), strict=True),
+            (kernels.rms_norm(x.clone(), w, 1e-6), ref.rms_norm(x, w, 1e-6)),
+            (kernels.swiglu(a.clone(), b.clone()), ref.swiglu(a, b)),
+            *zip(kernels.rope(q.clone(), k.clone(), cos, sin), (want_q, want_k), strict=True),
         ]
         for got, want in pairs:
             torch.testing.assert_close(got, want, atol=tol, rtol=tol)
