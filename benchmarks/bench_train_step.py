@@ -61,9 +61,10 @@ def main() -> None:
         action="store_true",
         help="7b/13b: time TrainRecipe.train itself (speed options off / cache / all)",
     )
+    parser.add_argument("--recipe-lines", default="off,cache,fused,all", help="--through-recipe")
     args = parser.parse_args()
     if args.shape != "tiny" and args.through_recipe:
-        through_recipe(args.shape, args.batch, args.steps)
+        through_recipe(args.shape, args.batch, args.steps, args.recipe_lines.split(","))
         return
     if args.shape != "tiny":
         choices = args.choices.split(",")
@@ -176,13 +177,16 @@ def _turns(processor: Any, rng: np.random.Generator, tokens: int, n_parts: int) 
     return image, history, question, answer, masks
 
 
-def through_recipe(shape: str, batch: int, steps: int) -> None:
+def through_recipe(
+    shape: str, batch: int, steps: int, names: Sequence[str] = ("off", "cache", "fused", "all")
+) -> None:
     """``--through-recipe``: ``TrainRecipe.setup`` + ``train`` at the 7B / 13B shape (random bf16
     weights, the recipe's peft LoRA, fp32 trained weights, bf16 autocast, AdamW, logging), its
     data swapped for the synthetic ~1k-token conversations above; tokens/s from the recipe's own
     step records (median step after the first), for: every speed option off (SAM encoder in the
     step), ``speed.embedding_cache`` (filled beforehand, as ``partonomy cache-embeddings`` does),
-    and the cache + ``speed.fused_kernels: liger`` + ``speed.fused_adam``."""
+    the cache + ``speed.fused_kernels: liger`` + ``speed.fused_adam``, and all of them with
+    ``speed.prefetch`` (``--recipe-lines`` picks some of ``off,cache,fused,all``)."""
     import transformers
     from bench_plum_e2e import PLUM_HEADS, SHAPES
 
@@ -227,12 +231,13 @@ def through_recipe(shape: str, batch: int, steps: int) -> None:
         cache_dir = Path(tmp) / "cache"
         rng = np.random.default_rng(0)
         samples: list[Any] = []
-        lines = [("speed off (SAM encoder in the step)", {}),
-                 ("speed.embedding_cache", {"embedding_cache": str(cache_dir)}),
-                 ("cache + fused_kernels: liger + fused_adam",
-                  {"embedding_cache": str(cache_dir), "fused_kernels": "liger",
-                   "fused_adam": True})]  # fmt: skip
-        for label, speed in lines:
+        cached = {"embedding_cache": str(cache_dir)}
+        fused = {**cached, "fused_kernels": "liger", "fused_adam": True}
+        lines = {"off": ("speed off (SAM encoder in the step)", {"prefetch": False}),
+                 "cache": ("speed.embedding_cache", {**cached, "prefetch": False}),
+                 "fused": ("cache + fused_kernels: liger + fused_adam", {**fused, "prefetch": False}),
+                 "all": ("cache + liger + fused_adam + prefetch", {**fused, "prefetch": True})}  # fmt: skip
+        for label, speed in (lines[name] for name in names):
             cfg = from_dict(TrainConfig, {
                 "family": "plum", "run_dir": str(Path(tmp) / f"run{len(label)}"),
                 "max_steps": steps + 1, "model": {**shape_cfg, **PLUM_HEADS, "max_length": 2048},
@@ -257,9 +262,10 @@ def through_recipe(shape: str, batch: int, steps: int) -> None:
             recipe.samples = samples
             recipe.plan = BatchPlan(n_samples=len(samples), micro_batch_size=batch,
                                     world_size=1, seed=0, shuffle=False)  # fmt: skip
-            recipe.batches = Batches(samples, recipe.processor, recipe.plan,
-                                     content_keys=recipe.speed.content_keys,
-                                     image_token_id=recipe.model.image_token_id)  # fmt: skip
+            batches = Batches(samples, recipe.processor, recipe.plan,
+                              content_keys=recipe.speed.content_keys,
+                              image_token_id=recipe.model.image_token_id)  # fmt: skip
+            recipe.batches = recipe.speed.batches(batches)
             if recipe.speed.cache is not None:  # filled beforehand (partonomy cache-embeddings)
                 for position in range(recipe.plan.batches_per_epoch):
                     recipe.speed.attach(

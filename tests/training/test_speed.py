@@ -13,6 +13,7 @@ from partonomy.errors import ConfigError
 from partonomy.io.atomic import read_jsonl_tolerant
 from partonomy.training.config import TrainConfig
 from partonomy.training.recipe import TrainRecipe, run_training
+from partonomy.training.speed import PrefetchedBatches
 
 from .conftest import tiny_train_overrides
 
@@ -88,3 +89,18 @@ def test_embedding_cache_refuses_a_trained_encoder(synth_qa: Path, tmp_path: Pat
     cfg.trainable.sam_image_encoder = True
     with pytest.raises(ConfigError, match="frozen image encoder"):
         TrainRecipe(cfg).setup()
+
+
+def test_prefetched_batches_are_the_same_batches(synth_qa: Path, tmp_path: Path) -> None:
+    recipe = TrainRecipe(_cfg(synth_qa, tmp_path / "p", **{"speed.prefetch": True}))
+    recipe.setup()
+    prefetched = recipe.batches
+    assert isinstance(prefetched, PrefetchedBatches)
+    plain = prefetched.batches
+    for position in (0, 1, 2, 5, 6):  # in order, then a jump (as after a resume)
+        got, want = prefetched.batch(position), plain.batch(position)
+        assert torch.equal(got.input_ids, want.input_ids)
+        assert torch.equal(got.pixel_values, want.pixel_values)
+        assert got.span_parts == want.span_parts
+    recipe.cleanup()
+    assert prefetched._ahead is None

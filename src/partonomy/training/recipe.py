@@ -205,7 +205,7 @@ class TrainRecipe:
             seed=cfg.seed,
             shuffle=cfg.data.shuffle,
         )
-        self.batches = Batches(
+        batches = Batches(
             self.samples,
             self.processor,
             self.plan,
@@ -216,6 +216,7 @@ class TrainRecipe:
             image_token_id=model.image_token_id,
             content_keys=self.speed.content_keys,
         )
+        self.batches = self.speed.batches(batches)  # issue 12: prefetching, when on
         optimizer = build_optimizer(model.parameters(), cfg.optim, fused=cfg.speed.fused_adam)
         self.scheduler = build_scheduler(optimizer, cfg.optim, cfg.max_steps)
         self.model, self.optimizer = acc.prepare(model, optimizer)

@@ -10,6 +10,8 @@
   :func:`~partonomy.models.core.fused_kernels.swapped_kernels`, undone after each step, so
   checkpoints, validation and generation see the plain model).
 * ``fused_adam``: torch's fused AdamW (one kernel per step instead of one loop per tensor).
+* ``prefetch``: the next micro-batch is read, tokenised and collated in a background thread while
+  the device trains on the current one (:class:`PrefetchedBatches`; the same batches).
 
 Each gives the plain step's losses within bf16 rounding (tests). Measured at 13B in
 ``docs/benchmarks.md`` (``bench_train_step.py --shape 13b --through-recipe``).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -37,6 +40,7 @@ from partonomy.models.core.fused_kernels import (
 if TYPE_CHECKING:
     from partonomy.models.core.model import SegLMM
     from partonomy.models.core.processing import SegBatch
+    from partonomy.training.batches import Batches
 
 
 @dataclass
@@ -49,11 +53,14 @@ class SpeedConfig:
         fused_kernels: ``liger`` (needs ``liger-kernel``, the ``gpu`` extra, and a CUDA device)
             or ``off``.
         fused_adam: torch's fused AdamW (CUDA).
+        prefetch: prepare the next micro-batch in a background thread; None (default): on a
+            CUDA device (on a CPU the thread would compete with the step for the same cores).
     """
 
     embedding_cache: str | None = None
     fused_kernels: Literal["off", "liger"] = "off"
     fused_adam: bool = False
+    prefetch: bool | None = None
 
 
 def text_model(model: nn.Module) -> nn.Module | None:
@@ -109,6 +116,12 @@ class TrainingSpeed:
                 )
             self.fused = (text, kernels)
 
+        self.prefetch = device.type == "cuda" if cfg.prefetch is None else cfg.prefetch
+
+    def batches(self, batches: Batches) -> Batches | PrefetchedBatches:
+        """``batches``, prefetching when :attr:`SpeedConfig.prefetch` is on."""
+        return PrefetchedBatches(batches) if self.prefetch else batches
+
     @property
     def content_keys(self) -> bool:
         """Whether batches must name their images by content (for the cache)."""
@@ -149,3 +162,36 @@ class TrainingSpeed:
             return
         with swapped_kernels(*self.fused):
             yield
+
+
+class PrefetchedBatches:
+    """:class:`~partonomy.training.batches.Batches` whose next position is prepared ahead.
+
+    :meth:`batch` returns ``batches.batch(position)`` and starts preparing ``position + 1`` in a
+    worker thread (encoding has no randomness, so the batches are the same as without). A call
+    for another position (e.g. after a resume) prepares it on the calling thread.
+    """
+
+    def __init__(self, batches: Batches) -> None:
+        self.batches = batches
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="partonomy-batches")
+        self._ahead: tuple[int, Future[Any]] | None = None
+
+    def batch(self, position: int) -> Any:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == position:
+            batch = ahead[1].result()
+        else:
+            if ahead is not None:
+                ahead[1].cancel()
+            batch = self.batches.batch(position)
+        self._ahead = (position + 1, self._worker.submit(self.batches.batch, position + 1))
+        return batch
+
+    def clear(self) -> None:
+        """Drop cached encodings (and the prepared batch) and stop the worker."""
+        if self._ahead is not None:
+            self._ahead[1].cancel()
+            self._ahead = None
+        self._worker.shutdown(wait=True)
+        self.batches.clear()
