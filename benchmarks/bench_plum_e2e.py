@@ -25,7 +25,6 @@ Shapes: ``tiny`` (the test config), ``7b`` (LLaMA-7B + CLIP ViT-L/14 at 224 + SA
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -293,18 +292,18 @@ def main() -> None:
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 
 
-class _Unshared(SegPredictor):
-    """The predictor with image-prefix sharing off (each choice group prefilled alone)."""
+class _Shared(SegPredictor):
+    """The predictor with image-prefix sharing on (``share_image_prefix``), kept on in ``stages``."""
 
-    def _group(self, examples: Any, keep: int | None) -> Any:
-        return dataclasses.replace(super()._group(examples, keep), share_key=None)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, share_image_prefix=True, **kwargs)
 
 
 def share_ab(run: Any, args: Any, model: Any, processor: Any, device: torch.device) -> None:
     """``--share-ab``: the pipelined path without the compiled encoder, with the part and object
     questions of one image sharing their image prefix (the default) and without."""
     questions = items(args.n, seed=2)
-    for label, cls in (("shared image prefix", SegPredictor), ("unshared", _Unshared)):
+    for label, cls in (("shared image prefix", _Shared), ("unshared", SegPredictor)):
         predictor = cls(model, processor, batch_size=args.batch, compile_encoder=False)
         predictor.predict(items(args.batch, seed=1))
         answers, seconds = timed_predict(predictor, questions, device)
@@ -312,7 +311,7 @@ def share_ab(run: Any, args: Any, model: Any, processor: Any, device: torch.devi
               f"{args.n / seconds:6.2f} q/s")  # fmt: skip
         spent = stages(predictor, questions, device)
         print("  stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
-        if cls is SegPredictor:
+        if cls is _Shared:
             shared = answers
         else:
             print(f"  shared vs unshared: {agreement(shared, answers)}")

@@ -78,6 +78,11 @@ class SegPredictor(BenchmarkMode, FreeFormMode):
         embedding_cache: a directory of :mod:`~partonomy.models.core.embedding_cache` (``partonomy
             cache-embeddings``): image embeddings are read from it instead of running the encoder,
             and the ones computed here are added to it.
+        share_image_prefix: score the choice groups of one image (a part_to_whole question's
+            part and object questions) over one prefill of their common root (system prompt and
+            image; :mod:`~partonomy.models.core.scoring_prefix`). Off by default: at 13B on an
+            H200 it was slower end to end (12.3 vs 13.4 q/s uncompiled, benchmarks.md), because
+            the rest-of-prefix pass is padded to the longest rest.
 
     Benchmark mode lives in :mod:`~partonomy.models.core.predictor_benchmark`, free-form mode in
     :mod:`~partonomy.models.core.predictor_freeform`, the shared state (constructor, image

@@ -45,6 +45,7 @@ class PredictorBase:
         pipeline: bool | None = None,
         compile_encoder: bool | None = None,
         embedding_cache: str | None = None,
+        share_image_prefix: bool = False,
     ) -> None:
         if choice_score not in CHOICE_SCORES:
             raise ConfigError(
@@ -74,6 +75,7 @@ class PredictorBase:
         self.image_cache = image_cache
         self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.pipeline = self.device.type == "cuda" if pipeline is None else pipeline
+        self.share_image_prefix = share_image_prefix
         encoder = getattr(getattr(self.model.mask_head, "sam", None), "vision_encoder", None)
         if compile_encoder is None:  # pays off from about a hundred images on (H200, ViT-H)
             compile_encoder = self.device.type == "cuda" and encoder is not None

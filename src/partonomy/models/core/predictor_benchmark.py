@@ -87,7 +87,7 @@ class BenchmarkMode(PredictorBase):
             pixel_values=examples[0].pixel_values,
             keep_hidden=keep,
             vision=examples[0].vision,
-            share_key=examples[0].image_key,  # one image's groups share their image prefix
+            share_key=examples[0].image_key if self.share_image_prefix else None,
         )
 
     @torch.no_grad()
