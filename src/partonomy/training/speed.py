@@ -11,7 +11,8 @@
   checkpoints, validation and generation see the plain model).
 * ``fused_adam``: torch's fused AdamW (one kernel per step instead of one loop per tensor).
 * ``prefetch``: the next micro-batch is read, tokenised and collated in a background thread while
-  the device trains on the current one (:class:`PrefetchedBatches`; the same batches).
+  the device trains on the current one (:class:`PrefetchedBatches`; the same batches). Measured
+  slower at 13B, so off by default.
 
 Each gives the plain step's losses within bf16 rounding (tests). Measured at 13B in
 ``docs/benchmarks.md`` (``bench_train_step.py --shape 13b --through-recipe``).
@@ -53,14 +54,15 @@ class SpeedConfig:
         fused_kernels: ``liger`` (needs ``liger-kernel``, the ``gpu`` extra, and a CUDA device)
             or ``off``.
         fused_adam: torch's fused AdamW (CUDA).
-        prefetch: prepare the next micro-batch in a background thread; None (default): on a
-            CUDA device (on a CPU the thread would compete with the step for the same cores).
+        prefetch: prepare the next micro-batch in a background thread. Off by default: at 13B on
+            an H200 it made the step slower (3,524 vs 4,468 tok/s; the worker holds the GIL
+            while the main thread launches the step's kernels).
     """
 
     embedding_cache: str | None = None
     fused_kernels: Literal["off", "liger"] = "off"
     fused_adam: bool = False
-    prefetch: bool | None = None
+    prefetch: bool = False
 
 
 def text_model(model: nn.Module) -> nn.Module | None:
@@ -116,7 +118,7 @@ class TrainingSpeed:
                 )
             self.fused = (text, kernels)
 
-        self.prefetch = device.type == "cuda" if cfg.prefetch is None else cfg.prefetch
+        self.prefetch = cfg.prefetch
 
     def batches(self, batches: Batches) -> Batches | PrefetchedBatches:
         """``batches``, prefetching when :attr:`SpeedConfig.prefetch` is on."""
