@@ -104,3 +104,15 @@ def test_prefetched_batches_are_the_same_batches(synth_qa: Path, tmp_path: Path)
         assert got.span_parts == want.span_parts
     recipe.cleanup()
     assert prefetched._ahead is None
+
+
+@pytest.mark.gpu
+def test_embedding_cache_on_a_gpu(synth_qa: Path, tmp_path: Path) -> None:
+    gpu = {"cpu": False, "precision": "fp32"}
+    run_training(_cfg(synth_qa, tmp_path / "plain", **gpu))
+    cached = {"speed.embedding_cache": str(tmp_path / "cache")}
+    run_training(_cfg(synth_qa, tmp_path / "fill", **gpu, **cached))
+    run_training(_cfg(synth_qa, tmp_path / "read", **gpu, **cached))
+    plain = _losses(tmp_path / "plain")
+    _assert_same(plain, _losses(tmp_path / "fill"), 1e-4)
+    _assert_same(plain, _losses(tmp_path / "read"), 1e-4)
