@@ -51,9 +51,8 @@ def test_embedding_cache_gives_the_plain_losses(synth_qa: Path, tmp_path: Path) 
 
 
 def test_cached_batches_name_their_images(synth_qa: Path, tmp_path: Path) -> None:
-    recipe = TrainRecipe(_cfg(synth_qa, tmp_path / "r", **{"speed.embedding_cache": "c"}))
-    recipe.cfg.run_dir = str(tmp_path / "r")
-    recipe.cfg.speed.embedding_cache = str(tmp_path / "c")
+    cache = str(tmp_path / "c")
+    recipe = TrainRecipe(_cfg(synth_qa, tmp_path / "r", **{"speed.embedding_cache": cache}))
     recipe.setup()
     batch = recipe.next_batch()
     assert batch.image_embeddings is not None
