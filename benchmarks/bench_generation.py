@@ -1,6 +1,7 @@
-"""Batch-1 greedy generation speed: the own static-cache loop (a CUDA graph with and without the
-fused kernels of ``liger-kernel``, and eager steps) against HF ``generate``, at the tiny, 7B or
-13B LLaVA shape.
+"""Batch-1 greedy generation speed: the own static-cache loop (a CUDA graph with the default
+fused kernels, with each fused kernel set -- ``torch.compile``'d, and ``liger-kernel``'s when it is
+installed -- and with plain kernels; eager steps) against HF ``generate``, at the tiny, 7B or 13B
+LLaVA shape.
 
 A random-weight ``LlavaForConditionalGeneration`` answers one prompt laid out like PLUM's (BOS,
 ~40 system tokens, the image tokens, a ~25-token question): ``--new-tokens`` tokens are decoded
@@ -30,6 +31,7 @@ import torch
 import transformers
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
+from partonomy.models.core.fused_kernels import decoder_kernels
 from partonomy.models.core.generation import DecoderSlot, Generation, generate
 
 VOCAB = 32002
@@ -122,7 +124,9 @@ def main() -> None:
     if on_gpu:
         print(f"bandwidth limit: {args.bandwidth / lm_bytes:.1f} tokens/s")
 
-    def own(n: int, graphs: bool, fused: bool | None = None, on_token: Any = None) -> Generation:
+    def own(
+        n: int, graphs: bool, fused: bool | str | None = None, on_token: Any = None
+    ) -> Generation:
         out = generate(
             model, [prompt], pv, stop_token_ids=[-1], max_new_tokens=n, cuda_graphs=graphs,
             fused_kernels=fused, banned_token_ids=[VOCAB - 1], on_token=on_token,
@@ -140,10 +144,12 @@ def main() -> None:
 
     n, slow = args.new_tokens, args.slow_tokens
     kept: dict[str, Generation] = {}
-    paths: list[tuple[str, bool | None]] = [("own loop, static cache", None)]
+    paths: list[tuple[str, bool | str | None]] = [("own loop, static cache", None)]
     if on_gpu:
-        paths = [("own loop, CUDA graph, fused kernels if available", None),
-                 ("own loop, CUDA graph, plain kernels", False)]  # fmt: skip
+        paths = [("own loop, CUDA graph, default kernels", None)]
+        if decoder_kernels("liger") is not None:  # else the default is the compiled set
+            paths.append(("own loop, CUDA graph, compiled kernels", "compiled"))
+        paths.append(("own loop, CUDA graph, plain kernels", False))
     for label, fused in paths:
         if on_gpu:
             t0 = time.perf_counter()
@@ -153,8 +159,9 @@ def main() -> None:
             kernels = (
                 slot.decoder.kernels if isinstance(slot, DecoderSlot) and slot.decoder else None
             )
-            print(f"{label}: first call (prefill, capture, {n} tokens) "
-                  f"{time.perf_counter() - t0:.2f} s; fused kernels in use: {kernels is not None}")  # fmt: skip
+            used = "none" if kernels is None else kernels.name
+            print(f"{label}: first call (prefill, kernel compile, capture, {n} tokens) "
+                  f"{time.perf_counter() - t0:.2f} s; fused kernels in use: {used}")  # fmt: skip
         t_n = timed(lambda f=fused: own(n, on_gpu, f), dev, args.repeats)
         t_one = timed(lambda f=fused: own(1, on_gpu, f), dev, args.repeats)
         step = (t_n - t_one) / (n - 1)

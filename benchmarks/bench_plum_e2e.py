@@ -107,8 +107,9 @@ def stages(
             torch.cuda.synchronize()
         return time.perf_counter()
 
-    plain = SegPredictor(predictor.model, predictor.processor, batch_size=predictor.batch_size,
-                         pipeline=False)  # fmt: skip
+    # compile_encoder=False: a compiled encoder (compiled in place by an earlier predictor) stays so
+    plain = type(predictor)(predictor.model, predictor.processor, batch_size=predictor.batch_size,
+                         pipeline=False, compile_encoder=False)  # fmt: skip
     for start in range(0, len(questions), plain.batch_size):
         t = sync()
         prep = plain._prepare(questions[start : start + plain.batch_size], None)
@@ -189,6 +190,16 @@ def main() -> None:
     )
     parser.add_argument("--compile", action="store_true", help="also time with compile_encoder")
     parser.add_argument("--no-harness", action="store_true", help="skip the run_eval timing")
+    parser.add_argument(
+        "--share-ab",
+        action="store_true",
+        help="only: pipeline (no compile) with and without image-prefix sharing, with stages",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the default path (pipeline, compiled encoder) against the pipeline uncompiled",
+    )
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -225,20 +236,38 @@ def main() -> None:
         return answers
 
     set_attention(encoder, "sdpa")  # transformers' own attention: the old path
-    before = run("plain, hf-sdpa SAM (the old path)", args.batch, pipeline=False)
-    spent = stages(SegPredictor(model, processor, batch_size=args.batch), questions, device)
+    if args.share_ab:
+        share_ab(run, args, model, processor, device)
+        return
+    if args.quick:
+        quick(run, args, model, processor, device)
+        return
+    before = run(
+        "plain, hf-sdpa SAM (the old path)", args.batch, pipeline=False, compile_encoder=False
+    )
+    spent = stages(
+        SegPredictor(model, processor, batch_size=args.batch, compile_encoder=False),
+        questions,
+        device,
+    )
     print("  stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
     set_attention(encoder, "flash")
-    plain = run("plain, flash SAM", args.batch, pipeline=False)
-    spent = stages(SegPredictor(model, processor, batch_size=args.batch), questions, device)
+    plain = run("plain, flash SAM", args.batch, pipeline=False, compile_encoder=False)
+    spent = stages(
+        SegPredictor(model, processor, batch_size=args.batch, compile_encoder=False),
+        questions,
+        device,
+    )
     print("  stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
-    piped = run("pipeline, flash SAM", args.batch, pipeline=True)
+    piped = run("pipeline, flash SAM", args.batch, pipeline=True, compile_encoder=False)
     print(f"  pipeline vs plain (flash): {agreement(plain, piped)}")
     print(f"  flash vs hf-sdpa (plain):  {agreement(before, plain)}")
     if args.big_batch:
-        run("pipeline, flash SAM", args.big_batch, pipeline=True)
+        run("pipeline, flash SAM", args.big_batch, pipeline=True, compile_encoder=False)
     if not args.no_harness:
-        predictor = SegPredictor(model, processor, batch_size=args.batch, pipeline=True)
+        predictor = SegPredictor(
+            model, processor, batch_size=args.batch, pipeline=True, compile_encoder=False
+        )
         predictor.predict(items(args.batch, seed=1))
         seconds = harness_run(predictor, args.n, args.batch, seed=3)
         print(
@@ -259,6 +288,53 @@ def main() -> None:
         else:
             print(f"  (incl. warm-up/compile {time.perf_counter() - t:.1f} s in all)")
             print(f"  compiled vs plain: {agreement(plain, compiled)}")
+    if device.type == "cuda":
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+
+
+class _Shared(SegPredictor):
+    """The predictor with image-prefix sharing on (``share_image_prefix``), kept on in ``stages``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, share_image_prefix=True, **kwargs)
+
+
+def share_ab(run: Any, args: Any, model: Any, processor: Any, device: torch.device) -> None:
+    """``--share-ab``: the pipelined path without the compiled encoder, with the part and object
+    questions of one image sharing their image prefix (the default) and without."""
+    questions = items(args.n, seed=2)
+    for label, cls in (("shared image prefix", _Shared), ("unshared", SegPredictor)):
+        predictor = cls(model, processor, batch_size=args.batch, compile_encoder=False)
+        predictor.predict(items(args.batch, seed=1))
+        answers, seconds = timed_predict(predictor, questions, device)
+        print(f"pipeline, no compile, {label:24s} batch {args.batch}: {seconds:6.2f} s  "
+              f"{args.n / seconds:6.2f} q/s")  # fmt: skip
+        spent = stages(predictor, questions, device)
+        print("  stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
+        if cls is _Shared:
+            shared = answers
+        else:
+            print(f"  shared vs unshared: {agreement(shared, answers)}")
+
+
+def quick(run: Any, args: Any, model: Any, processor: Any, device: torch.device) -> None:
+    """``--quick``: the default path (what ``partonomy eval --model plum`` builds on a GPU) against
+    the same without the compiled encoder, and through ``run_eval``."""
+    questions = items(args.n, seed=2)
+    plain = run("pipeline, flash SAM, no compile", args.batch, pipeline=True, compile_encoder=False)
+    t = time.perf_counter()
+    default = run("default: pipeline, flash SAM, compiled encoder", args.batch)
+    print(f"  (incl. warm-up/compile {time.perf_counter() - t:.1f} s in all)")
+    print(f"  compiled vs not: {agreement(plain, default)}")
+    predictor = SegPredictor(model, processor, batch_size=args.batch)
+    spent = stages(predictor, questions, device)
+    print("  stages (default): " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
+    predictor.predict(items(args.batch, seed=1))
+    seconds = harness_run(predictor, args.n, args.batch, seed=3)
+    print(
+        f"{'run_eval (partonomy eval), PNGs on disk':44s} batch {args.batch:3d}: "
+        f"{seconds:6.2f} s  {args.n / seconds:6.2f} q/s"
+    )
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 

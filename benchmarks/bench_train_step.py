@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import os
 import platform
 import statistics
@@ -55,7 +56,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="conversations per step (7b/13b)")
     parser.add_argument("--device", default="cuda", help="device of the 7b/13b shapes")
     parser.add_argument("--choices", default=",".join(CHOICES), help="7b/13b: which lines to run")
+    parser.add_argument(
+        "--through-recipe",
+        action="store_true",
+        help="7b/13b: time TrainRecipe.train itself (speed options off / cache / all)",
+    )
+    parser.add_argument("--recipe-lines", default="off,cache,fused,all", help="--through-recipe")
     args = parser.parse_args()
+    if args.shape != "tiny" and args.through_recipe:
+        through_recipe(args.shape, args.batch, args.steps, args.recipe_lines.split(","))
+        return
     if args.shape != "tiny":
         choices = args.choices.split(",")
         unknown = sorted(set(choices) - set(CHOICES))
@@ -146,6 +156,12 @@ def _sentence(rng: np.random.Generator, n: int) -> str:
 def _conversation(processor: Any, rng: np.random.Generator, tokens: int, n_parts: int) -> Any:
     """A conversation of about ``tokens`` tokens: filler turns, then an Identification answer
     naming ``n_parts`` parts, each with a random mask of a random 480 x 640 image."""
+    image, history, question, answer, masks = _turns(processor, rng, tokens, n_parts)
+    return processor.encode(image, history, question, answer, masks)
+
+
+def _turns(processor: Any, rng: np.random.Generator, tokens: int, n_parts: int) -> Any:
+    """The raw parts of :func:`_conversation`: (image, history, question, answer, masks)."""
     image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     parts = sorted(rng.choice(PARTS, size=n_parts, replace=False).tolist())
     question = "What visible parts does the agricultural airplane in the image have?"
@@ -158,7 +174,116 @@ def _conversation(processor: Any, rng: np.random.Generator, tokens: int, n_parts
         turn = (_sentence(rng, int(rng.integers(8, 20))), _sentence(rng, int(rng.integers(30, 80))))
         count += len(processor.tokenizer(" ".join(turn)).input_ids) + 8
         history.append(turn)
-    return processor.encode(image, history, question, answer, masks)
+    return image, history, question, answer, masks
+
+
+def through_recipe(
+    shape: str, batch: int, steps: int, names: Sequence[str] = ("off", "cache", "fused", "all")
+) -> None:
+    """``--through-recipe``: ``TrainRecipe.setup`` + ``train`` at the 7B / 13B shape (random bf16
+    weights, the recipe's peft LoRA, fp32 trained weights, bf16 autocast, AdamW, logging), its
+    data swapped for the synthetic ~1k-token conversations above; tokens/s from the recipe's own
+    step records (median step after the first), for: every speed option off (SAM encoder in the
+    step), ``speed.embedding_cache`` (filled beforehand, as ``partonomy cache-embeddings`` does),
+    the cache + ``speed.fused_kernels: liger`` + ``speed.fused_adam``, and all of them with
+    ``speed.prefetch`` (``--recipe-lines`` picks some of ``off,cache,fused,all``)."""
+    import transformers
+    from bench_plum_e2e import PLUM_HEADS, SHAPES
+
+    from partonomy.config import from_dict
+    from partonomy.data.sample import TrainingSample
+    from partonomy.data.synth import generate_world, preset
+    from partonomy.training.batches import Batches
+    from partonomy.training.config import TrainConfig
+    from partonomy.training.recipe import TrainRecipe
+    from partonomy.training.sampler import BatchPlan
+
+    on_gpu = torch.cuda.is_available()
+    name = torch.cuda.get_device_name() if on_gpu else "CPU"
+    print(f"device: {name} ({os.cpu_count()} CPU cores, load "
+          f"{os.getloadavg()[0]:.2f})  torch {torch.__version__}  transformers "
+          f"{transformers.__version__}")  # fmt: skip
+    shape_cfg = {k: dict(v) for k, v in SHAPES[shape].items()}
+    for section in ("llava", "sam"):
+        shape_cfg[section]["dtype"] = "bfloat16" if on_gpu else "float32"
+    with tempfile.TemporaryDirectory() as tmp:
+        from partonomy.io.qa_pairs import parse_qa_pair, save_qa_pairs
+
+        desc, _ = generate_world(Path(tmp) / "w", n_images=2, seed=0, size=64,
+                                 config=preset("easy"), progress=False)  # fmt: skip
+        from partonomy.io.descriptor import load_descriptor
+
+        inst = load_descriptor(desc).instances[0]
+        part = sorted(inst.part_names())[0]
+        record = {"question_id": "q0", "image_path": str(load_descriptor(desc).image_path(inst)),
+                  "image_label": inst.image_label, "question": "What parts?",
+                  "question_type": "identification_with_label",
+                  "answer_choices": [f"It has a {part}."] * 5,
+                  "answer_types": ["correct"] + ["incorrect"] * 4,
+                  "answer_parts": [[part]] * 5, "segmentations": {part: inst.part_masks()[part]},
+                  "object_question": None, "object_answer_choices": None,
+                  "object_answer_types": None, "object_answer_classes": None}  # fmt: skip
+        qa_file = Path(tmp) / "qa.json"
+        save_qa_pairs(  # one global micro-batch, for the setup's check
+            [parse_qa_pair({**record, "question_id": f"q{i}"}, i, qa_file) for i in range(batch)],
+            qa_file,
+        )
+        cache_dir = Path(tmp) / "cache"
+        rng = np.random.default_rng(0)
+        samples: list[Any] = []
+        cached = {"embedding_cache": str(cache_dir)}
+        fused = {**cached, "fused_kernels": "liger", "fused_adam": True}
+        lines = {"off": ("speed off (SAM encoder in the step)", {"prefetch": False}),
+                 "cache": ("speed.embedding_cache", {**cached, "prefetch": False}),
+                 "fused": ("cache + fused_kernels: liger + fused_adam", {**fused, "prefetch": False}),
+                 "all": ("cache + liger + fused_adam + prefetch", {**fused, "prefetch": True})}  # fmt: skip
+        for label, speed in (lines[name] for name in names):
+            cfg = from_dict(TrainConfig, {
+                "family": "plum", "run_dir": str(Path(tmp) / f"run{len(label)}"),
+                "max_steps": steps + 1, "model": {**shape_cfg, **PLUM_HEADS, "max_length": 2048},
+                "trainable": {"language_model": "lora"},
+                "data": {"qa": {"files": [str(qa_file)]}, "micro_batch_size": batch},
+                "checkpoint": {"every": 0, "save_base": "never"}, "log": {"progress": False}, "speed": speed,
+                "cpu": not on_gpu,
+            })  # fmt: skip
+            t0 = time.perf_counter()
+            recipe = TrainRecipe(cfg)
+            try:
+                recipe.setup()
+            except Exception as err:  # e.g. liger-kernel missing: report, go on
+                print(f"{label:<44} setup failed: {type(err).__name__}: {err}"[:300])
+                continue
+            if not samples:  # ~1k-token conversations, 4 masks each (the --shape lines' data)
+                for _ in range(batch * (steps + 1)):
+                    image, history, question, answer, masks = _turns(
+                        recipe.processor, rng, int(rng.integers(700, 1300)), 4
+                    )
+                    samples.append(TrainingSample(image, [*history, (question, answer)], masks))
+            recipe.samples = samples
+            recipe.plan = BatchPlan(n_samples=len(samples), micro_batch_size=batch,
+                                    world_size=1, seed=0, shuffle=False)  # fmt: skip
+            batches = Batches(samples, recipe.processor, recipe.plan,
+                              content_keys=recipe.speed.content_keys,
+                              image_token_id=recipe.model.image_token_id)  # fmt: skip
+            recipe.batches = recipe.speed.batches(batches)
+            if recipe.speed.cache is not None:  # filled beforehand (partonomy cache-embeddings)
+                for position in range(recipe.plan.batches_per_epoch):
+                    recipe.speed.attach(
+                        recipe.batches.batch(position).to(recipe.accelerator.device)
+                    )
+            setup_s = time.perf_counter() - t0
+            result = recipe.train()
+            times = [r["time"] for r in result.records]
+            per_step = statistics.median(b - a for a, b in itertools.pairwise(times))
+            tokens = statistics.mean(r["tokens"] for r in result.records[1:])
+            peak = max(max(r.get("peak_mem_gib", [0.0])) for r in result.records)
+            print(f"{label:<44} {per_step * 1e3:7.0f} ms/step  {tokens / per_step:6.0f} tok/s  "
+                  f"peak {peak:5.1f} GiB  (setup {setup_s:.0f} s, {len(times)} steps, "
+                  f"{tokens:.0f} tokens/step)")  # fmt: skip
+            del recipe, result
+            gc.collect()
+            if on_gpu:
+                torch.cuda.empty_cache()
 
 
 def _gpu_time(fn: Callable[[], Any]) -> float:

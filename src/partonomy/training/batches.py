@@ -16,6 +16,7 @@ import torch
 
 from partonomy.data.sample import TrainingSample
 from partonomy.errors import FormatError
+from partonomy.models.core.embedding_cache import image_key
 from partonomy.training.sampler import BatchPlan
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class Batches:
         lm_tokens: ``answer`` keeps the processor's labels; ``conversation`` labels every text
             token (:func:`conversation_labels`).
         image_token_id: the ``<image>`` id (for ``conversation`` labels).
+        content_keys: give every example its image's content key
+            (:func:`~partonomy.models.core.embedding_cache.image_key`): a batch then holds each
+            distinct image once and names it in ``SegBatch.image_keys`` (an embedding cache's key).
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class Batches:
         all_occurrences: bool = False,
         lm_tokens: Literal["answer", "conversation"] = "answer",
         image_token_id: int = -1,
+        content_keys: bool = False,
     ) -> None:
         self.samples = samples
         self.processor = processor
@@ -93,6 +98,7 @@ class Batches:
         self.all_occurrences = all_occurrences
         self.lm_tokens = lm_tokens
         self.image_token_id = image_token_id
+        self.content_keys = content_keys
         self._cache: dict[int, Any] = {}
         self._warned: set[int] = set()
 
@@ -107,6 +113,7 @@ class Batches:
         sample = self.samples[index]
         image = sample.image if isinstance(sample.image, np.ndarray) else load_rgb(sample.image)
         history, (question, answer) = sample.conversation[:-1], sample.conversation[-1]
+        key = image_key(image) if self.content_keys else None
         try:
             example = self.processor.encode(
                 image,
@@ -115,6 +122,7 @@ class Batches:
                 answer,
                 sample.masks or None,
                 all_occurrences=self.all_occurrences,
+                image_key=key,
             )
         except ValueError as err:
             if index not in self._warned:
@@ -122,7 +130,7 @@ class Batches:
                 log.warning(
                     "sample %d (%s): %s; training it without masks", index, sample.meta, err
                 )
-            example = self.processor.encode(image, history, question, answer, None)
+            example = self.processor.encode(image, history, question, answer, None, image_key=key)
         if self.cache:
             self._cache[index] = example
         return example

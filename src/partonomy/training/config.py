@@ -24,6 +24,7 @@ from partonomy.errors import ConfigError
 from partonomy.training.data import DataConfig
 from partonomy.training.distributed import DistributedConfig, Precision
 from partonomy.training.schedule import OptimConfig
+from partonomy.training.speed import SpeedConfig  # issue 12: opt-in speed paths
 from partonomy.training.validation import ValidationConfig  # issue 11: validation during training
 
 
@@ -152,6 +153,7 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)  # issue 11
+    speed: SpeedConfig = field(default_factory=SpeedConfig)  # issue 12
 
     def __post_init__(self) -> None:
         from partonomy.models.core.family import get_family

@@ -53,6 +53,7 @@ from partonomy.training.distributed import engine_autocast, engine_in_use, make_
 from partonomy.training.model import build_model, random_init_backbone
 from partonomy.training.sampler import BatchPlan
 from partonomy.training.schedule import build_optimizer, build_scheduler
+from partonomy.training.speed import TrainingSpeed
 from partonomy.training.tracking import TrainTrackers
 from partonomy.training.validation import example_overlays, maybe_validate
 
@@ -194,6 +195,7 @@ class TrainRecipe:
                 )
             ckpt.load_weights(model, resume_from, manifest)
         model.train()
+        self.speed = TrainingSpeed(cfg.speed, model, acc.device)  # issue 12: opt-in speed paths
 
         self.samples: Sequence[TrainingSample] = load_samples(cfg.data)
         self.plan = BatchPlan(
@@ -203,7 +205,7 @@ class TrainRecipe:
             seed=cfg.seed,
             shuffle=cfg.data.shuffle,
         )
-        self.batches = Batches(
+        batches = Batches(
             self.samples,
             self.processor,
             self.plan,
@@ -212,8 +214,10 @@ class TrainRecipe:
             all_occurrences=cfg.data.all_occurrences,
             lm_tokens=cfg.loss.lm_tokens,
             image_token_id=model.image_token_id,
+            content_keys=self.speed.content_keys,
         )
-        optimizer = build_optimizer(model.parameters(), cfg.optim)
+        self.batches = self.speed.batches(batches)  # issue 12: prefetching, when on
+        optimizer = build_optimizer(model.parameters(), cfg.optim, fused=cfg.speed.fused_adam)
         self.scheduler = build_scheduler(optimizer, cfg.optim, cfg.max_steps)
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.engine = engine_in_use(acc)
@@ -331,7 +335,7 @@ class TrainRecipe:
         """This process's next micro-batch (advances the data position), on the device."""
         batch = self.batches.batch(self.data_pos)
         self.data_pos += 1
-        return batch.to(self.accelerator.device)
+        return self.speed.attach(batch.to(self.accelerator.device))
 
     # ---------------------------------------------------------------------------------- train
     def train(self) -> TrainResult:
@@ -374,7 +378,7 @@ class TrainRecipe:
                 for _ in range(cfg.grad_accum):
                     batch = self.next_batch()
                     tokens += int(batch.attention_mask.sum())
-                    with acc.accumulate(self.model):
+                    with acc.accumulate(self.model), self.speed.kernels():
                         output = self.model(batch, span_source=cfg.span_source, lm_rows="labelled")
                         with self.autocast():
                             teacher = (

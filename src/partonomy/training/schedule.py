@@ -78,11 +78,14 @@ class WarmupLinearDecay:
         return max(0.0, (t - step) / (t - w))
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], cfg: OptimConfig, *, fused: bool = False
+) -> torch.optim.AdamW:
     """AdamW over ``params`` (pass only the trainable ones).
 
     ``foreach=False`` keeps the update bit-identical between a run and its resumed copy regardless
-    of how parameters are grouped on load.
+    of how parameters are grouped on load. ``fused`` uses torch's fused (one-kernel, CUDA) AdamW
+    instead: faster, equal within float rounding (``speed.fused_adam``).
     """
     params = [p for p in params if p.requires_grad]
     if not params:
@@ -97,6 +100,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> t
         eps=cfg.eps,
         weight_decay=cfg.weight_decay,
         foreach=False,
+        fused=fused or None,
     )
 
 

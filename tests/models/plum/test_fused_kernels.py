@@ -1,7 +1,8 @@
 """Fused decoder kernels swapped in for a block: same outputs, the model restored afterwards.
 
-On CPU the kernels are the plain-torch references (Liger's Triton kernels need a GPU); the GPU test
-checks graphed generation with Liger's kernels against the plain graph."""
+On CPU the kernels are the plain-torch references (Liger's and Inductor's Triton kernels need a
+GPU; the compiled set is traced with Dynamo's ``eager`` backend, which checks that each function is
+one graph); the GPU tests check graphed generation with each fused set against the plain graph."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from transformers import LlavaForConditionalGeneration
 
 from partonomy.models.core.fused_kernels import (
     DecoderKernels,
+    compiled_kernels,
+    decoder_kernels,
     model_sizes,
     reference_kernels,
     self_test,
@@ -88,6 +91,47 @@ def test_graphed_generation_with_liger_kernels(lm: LlavaForConditionalGeneration
     pv = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     plain = generate(gpu, prompts, pv, stop_token_ids=[2], max_new_tokens=10, fused_kernels=False)
     fused = generate(gpu, prompts, pv, stop_token_ids=[2], max_new_tokens=10, fused_kernels=True)
+    for a, b in zip(plain, fused, strict=True):
+        assert a.sequence.tolist() == b.sequence.tolist()
+        assert a.hidden is not None and b.hidden is not None
+        torch.testing.assert_close(a.hidden, b.hidden, atol=1e-4, rtol=1e-4)
+
+
+def test_compiled_kernels_trace_as_single_graphs_and_match(
+    lm: LlavaForConditionalGeneration,
+) -> None:
+    traced = compiled_kernels(backend="eager")
+    assert traced is not None and traced.name == "compiled"
+    assert self_test(traced, torch.device("cpu"), torch.float32, (32, 64, 4, 2, 8))
+    text = lm.model.language_model
+    ids = torch.tensor([[1, 10, 11, 12]])
+    with torch.no_grad():
+        plain = text(input_ids=ids).last_hidden_state
+        with swapped_kernels(text, traced):
+            swapped = text(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(swapped, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_kernel_choice_is_validated(lm: LlavaForConditionalGeneration) -> None:
+    with pytest.raises(ValueError, match="liger, compiled or 'auto'"):
+        decoder_kernels("triton")
+    prompt = [torch.tensor([1, *[IMAGE] * N_IMAGE])]
+    pv = torch.zeros(1, 3, 32, 32)
+    with pytest.raises(ValueError, match="fused_kernels must be"):
+        generate(lm, prompt, pv, stop_token_ids=[2], max_new_tokens=2, fused_kernels="fast")
+
+
+@pytest.mark.gpu
+def test_graphed_generation_with_compiled_kernels(lm: LlavaForConditionalGeneration) -> None:
+    gpu = copy.deepcopy(lm).to("cuda")
+    prompts = [torch.tensor([1, 10, *[IMAGE] * N_IMAGE, 20]), torch.tensor([1, *[IMAGE] * N_IMAGE])]
+    pv = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    plain = generate(gpu, prompts, pv, stop_token_ids=[2], max_new_tokens=10, fused_kernels=False)
+    fused = generate(
+        gpu, prompts, pv, stop_token_ids=[2], max_new_tokens=10, fused_kernels="compiled"
+    )
+    slot = gpu.__dict__["_partonomy_decoder"]
+    assert slot.decoder.kernels is not None and slot.decoder.kernels.name == "compiled"
     for a, b in zip(plain, fused, strict=True):
         assert a.sequence.tolist() == b.sequence.tolist()
         assert a.hidden is not None and b.hidden is not None

@@ -2,10 +2,15 @@
 
 At batch 1 a decoding step of LLaMA-13B is ~1,800 kernels, ~1,400 of them tiny element-wise ops
 (RMSNorm is ~7 eager ops, rotary embedding ~10 per layer, SwiGLU 2), each costing a couple of
-microseconds even inside a CUDA graph: about a third of the step. ``liger-kernel`` (optional; its
-Triton kernels need a GPU) has one kernel for each. :func:`swapped_kernels` replaces the three
-inside a ``with`` block only (the decoder captures its CUDA graph there), and restores the model
-and the modeling module afterwards, so training and every other use of the model are unaffected.
+microseconds even inside a CUDA graph: about a third of the step. Two sets of fused kernels
+replace them (:data:`KERNEL_SETS`): ``liger-kernel``'s hand-written Triton kernels (optional
+package, the ``gpu`` extra), and the plain-torch references put through ``torch.compile``, whose
+Inductor backend fuses each into one Triton kernel (needs only torch and Triton, so it is the
+fallback; compiling the three small graphs costs a few seconds once per process and shape, and
+Inductor's on-disk cache shortens it in later processes). :func:`swapped_kernels` replaces the
+three inside a ``with`` block only (the decoder captures its CUDA graph there), and restores the
+model and the modeling module afterwards, so training and every other use of the model are
+unaffected.
 """
 
 from __future__ import annotations
@@ -32,11 +37,55 @@ class DecoderKernels:
         rms_norm: ``(x, weight, eps) -> weight * x / rms(x)`` (computed in float32, cast back).
         swiglu: ``(gate, up) -> silu(gate) * up``.
         rope: ``(q, k, cos, sin) -> (q, k)`` rotated, as ``apply_rotary_pos_emb``.
+        name: which set (``"liger"``, ``"compiled"``, ``"reference"``), for logs and benchmarks.
     """
 
     rms_norm: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
     swiglu: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     rope: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    name: str = "custom"
+
+
+KERNEL_SETS = ("liger", "compiled")
+"""The fused kernel sets :func:`decoder_kernels` knows, in the order ``"auto"`` tries them."""
+
+
+def decoder_kernels(choice: str) -> DecoderKernels | None:
+    """The kernel set ``choice`` (one of :data:`KERNEL_SETS`, or ``"auto"``: the first of them
+    that is available), or None when it is unavailable here."""
+    if choice not in (*KERNEL_SETS, "auto"):
+        raise ValueError(f"fused kernels must be one of {', '.join(KERNEL_SETS)} or 'auto'")
+    if choice in ("liger", "auto"):
+        kernels = liger_kernels()
+        if kernels is not None or choice == "liger":
+            return kernels
+    return compiled_kernels()
+
+
+def compiled_kernels(backend: str = "inductor") -> DecoderKernels | None:
+    """:func:`reference_kernels` through ``torch.compile`` (static shapes, one graph each), or None
+    when the Inductor backend has no Triton to generate GPU kernels with.
+
+    The functions compile lazily, at their first call (the decoder's self-test, with the model's
+    sizes). ``backend`` other than Inductor is for tests (``"eager"`` traces without generating
+    code, which checks that each function is one graph).
+    """
+    if backend == "inductor":
+        try:
+            import triton  # noqa: F401
+        except Exception:  # no Triton (e.g. a CPU-only install): nothing to fuse with
+            return None
+    ref = reference_kernels()
+
+    def compiled(fn: Callable[..., Any]) -> Any:
+        return torch.compile(fn, backend=backend, dynamic=False, fullgraph=True)
+
+    return DecoderKernels(
+        rms_norm=compiled(ref.rms_norm),
+        swiglu=compiled(ref.swiglu),
+        rope=compiled(ref.rope),
+        name="compiled",
+    )
 
 
 def liger_kernels() -> DecoderKernels | None:
@@ -53,6 +102,7 @@ def liger_kernels() -> DecoderKernels | None:
         rms_norm=lambda x, w, eps: liger_rms_norm(x, w, eps, in_place=False),
         swiglu=liger_swiglu,
         rope=lambda q, k, cos, sin, *args, **kwargs: liger_rope(q, k, cos, sin),
+        name="liger",
     )
 
 
@@ -106,24 +156,31 @@ def _is_rms_norm(module: Any) -> bool:
 def reference_kernels() -> DecoderKernels:
     """Plain torch versions of the three operations (the self-test's reference, and the CPU
     stand-in that lets the swapping be tested without a GPU)."""
+    return DecoderKernels(rms_norm=_rms_norm, swiglu=_swiglu, rope=_rope, name="reference")
 
-    def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-        return w * h.to(x.dtype)
 
-    def rope(
-        q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *_: Any, **__: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+# Module-level (not closures) so that every compiled copy shares one code object, which is what
+# torch.compile caches its graphs by: a second decoder does not recompile.
+def _rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return w * h.to(x.dtype)
 
-        def rotate(x: torch.Tensor) -> torch.Tensor:
-            half = x.shape[-1] // 2
-            return torch.cat((-x[..., half:], x[..., :half]), -1)
 
-        return q * cos + rotate(q) * sin, k * cos + rotate(k) * sin
+def _swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return F.silu(gate) * up
 
-    return DecoderKernels(rms_norm=rms_norm, swiglu=lambda a, b: F.silu(a) * b, rope=rope)
+
+def _rotate(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), -1)
+
+
+def _rope(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *_: Any, **__: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return q * cos + _rotate(q) * sin, k * cos + _rotate(k) * sin
 
 
 def self_test(
@@ -151,11 +208,12 @@ def self_test(
     cos = torch.cat([angle.cos()] * 2, -1).to(dtype)
     sin = torch.cat([angle.sin()] * 2, -1).to(dtype)
     tol = 1e-5 if dtype == torch.float32 else 2e-2
-    try:
+    try:  # each call on its own copies: a kernel may work in place (Liger's rope does)
+        want_q, want_k = ref.rope(q.clone(), k.clone(), cos, sin)
         pairs = [
-            (kernels.rms_norm(x, w, 1e-6), ref.rms_norm(x, w, 1e-6)),
-            (kernels.swiglu(a, b), ref.swiglu(a, b)),
-            *zip(kernels.rope(q, k, cos, sin), ref.rope(q, k, cos, sin), strict=True),
+            (kernels.rms_norm(x.clone(), w, 1e-6), ref.rms_norm(x, w, 1e-6)),
+            (kernels.swiglu(a.clone(), b.clone()), ref.swiglu(a, b)),
+            *zip(kernels.rope(q.clone(), k.clone(), cos, sin), (want_q, want_k), strict=True),
         ]
         for got, want in pairs:
             torch.testing.assert_close(got, want, atol=tol, rtol=tol)

@@ -27,7 +27,8 @@ from transformers.generation.streamers import BaseStreamer
 
 from partonomy.models.backbones.hf_vlm import VlmAdapter
 from partonomy.models.backbones.preprocess import VisionInput
-from partonomy.models.core.generation import Generation, _left_pad, _replay_tokens
+from partonomy.models.core.generation_batch import Generation, left_pad
+from partonomy.models.core.generation_reference import replay_tokens
 
 if TYPE_CHECKING:
     from partonomy.models.core.model import SegLMM
@@ -123,7 +124,7 @@ def generate_vlm(
     weight = next(hf.parameters())
     device, dtype = weight.device, weight.dtype
     rows = _to(vision.rows, device, dtype)
-    ids, mask = _left_pad(prompts, pad_token_id, device)
+    ids, mask = left_pad(prompts, pad_token_id, device)
     if vision.adapter.uses_mrope:  # Qwen's 3-D positions need to know which tokens are image
         rows["mm_token_type_ids"] = (ids == vision.adapter.image_token_id).int()
     banned = sorted({*map(int, banned_token_ids), *vision.adapter.placeholder_token_ids})
@@ -155,7 +156,7 @@ def generate_vlm(
         for p, seq, h, (_, stopped) in zip(prompts, sequences, hidden, kept, strict=True)
     ]
     if on_token is not None and streamer is None:
-        _replay_tokens(results, on_token, pad_token_id)
+        replay_tokens(results, on_token, pad_token_id)
     return results
 
 

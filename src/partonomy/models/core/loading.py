@@ -61,6 +61,7 @@ PREDICTOR_OPTIONS = (
     "pipeline",
     "compile_encoder",
     "embedding_cache",
+    "share_image_prefix",
 )
 
 

@@ -104,6 +104,8 @@ class SegBatch:
         vision: the ``N`` images' other vision tensors, leading axis ``N`` (an HF VLM's
             ``image_grid_thw`` / ``image_sizes``); empty for LLaVA. ``pixel_values`` is then in
             the HF model's own batched layout.
+        image_keys: the ``N`` images' :attr:`SegExample.image_key` (None where an example had
+            none), e.g. to look their embeddings up in a cache.
     """
 
     input_ids: torch.Tensor
@@ -123,6 +125,7 @@ class SegBatch:
     boxes: list[list[tuple[float, float, float, float]]] = field(default_factory=list)
     image_embeddings: torch.Tensor | None = None
     vision: dict[str, torch.Tensor] = field(default_factory=dict)
+    image_keys: list[Hashable | None] = field(default_factory=list)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> SegBatch:
         """A copy on ``device``; float pixel tensors also cast to ``dtype`` when given."""
@@ -441,6 +444,7 @@ class SegProcessor:
         clip: list[VisionInput] = []
         sam: list[torch.Tensor] = []
         image_index: list[int] = []
+        image_keys: list[Hashable | None] = []
         for row, ex in enumerate(examples):
             n = int(ex.input_ids.shape[0])
             input_ids[row, :n] = ex.input_ids
@@ -452,6 +456,7 @@ class SegProcessor:
                 slots[key] = len(clip)
                 clip.append(VisionInput(ex.pixel_values, ex.vision))
                 sam.append(ex.sam_pixel_values)
+                image_keys.append(ex.image_key)
             image_index.append(slots[key])
         pixel_values, vision = self.collate_images(clip)
         return SegBatch(
@@ -474,4 +479,5 @@ class SegProcessor:
             answer_ends=[e.answer_end for e in examples],
             boxes=[list(e.boxes) for e in examples],
             vision=vision,
+            image_keys=image_keys,
         )

@@ -19,8 +19,7 @@ Works with any HF causal LM whose base model returns ``last_hidden_state`` and a
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,6 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import DynamicCache
 
+from partonomy.models.core.hf_lm import base_and_head, cache_kwargs
+from partonomy.models.core.hf_lm import to_device as _dev
+from partonomy.models.core.scoring_prefix import common_prefix_len, forward_images, prefill_prefixes
+
 if TYPE_CHECKING:
     from partonomy.models.backbones.hf_vlm import VlmAdapter
 
@@ -36,14 +39,6 @@ ChoiceScore = Literal["conversation", "answer"]
 Layout = Literal["expand", "packed"]
 LAYOUTS: tuple[str, ...] = ("expand", "packed")
 CHOICE_SCORES: tuple[str, ...] = ("conversation", "answer")
-
-
-def _dev(
-    tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None
-) -> torch.Tensor:
-    """A CPU tensor on ``device`` without draining the stream: a blocking host-to-device copy
-    waits for every queued kernel, a non-blocking one from pageable memory is staged at once."""
-    return tensor.to(device=device, dtype=dtype, non_blocking=True)
 
 
 CE_CHUNK_TOKENS = 2048
@@ -66,6 +61,9 @@ class ChoiceGroup:
         keep_hidden: index of the choice whose last-layer hidden states to return (the correct
             answer, for teacher-forced masks), or None.
         vision: an HF VLM's other per-image tensors (``image_grid_thw`` / ``image_sizes``).
+        share_key: groups of one :func:`score_groups` call with equal non-None keys are of the
+            same image and share the computation of their common leading tokens (system prompt,
+            image, ...; :mod:`~partonomy.models.core.scoring_prefix`). None: not shared.
     """
 
     input_ids: Sequence[torch.Tensor]
@@ -74,6 +72,7 @@ class ChoiceGroup:
     pixel_values: torch.Tensor
     keep_hidden: int | None = None
     vision: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    share_key: Hashable | None = None
 
     def __post_init__(self) -> None:
         k = len(self.input_ids)
@@ -117,31 +116,6 @@ def conversation_mask(
     return attention_mask.bool() & (input_ids != image_token_id)
 
 
-def base_and_head(lm: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """The base model (hidden states + cache) and the output projection of an HF causal LM."""
-    model: Any = lm
-    if hasattr(model, "get_base_model"):  # a PEFT wrapper
-        model = model.get_base_model()
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    base = getattr(model, "model", None)
-    if not isinstance(head, nn.Module) or not isinstance(base, nn.Module):
-        raise TypeError(f"{type(lm).__name__} is not an HF causal LM with .model and an lm_head")
-    return base, head
-
-
-def cache_kwargs(base: nn.Module, cache: Any) -> dict[str, Any]:
-    """``{name: cache}`` under the name ``base.forward`` takes: ``cache`` (transformers >= 5.2x)
-    or ``past_key_values`` (older), so the same code runs on either."""
-    params = inspect.signature(base.forward).parameters
-    return {"cache" if "cache" in params else "past_key_values": cache}
-
-
-def output_cache(out: Any) -> Any:
-    """The KV cache of a model output, under either attribute name."""
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
-
-
 def token_cross_entropy(
     head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk: int = CE_CHUNK_TOKENS
 ) -> torch.Tensor:
@@ -153,17 +127,6 @@ def token_cross_entropy(
     if not out:
         return hidden.new_zeros(0, dtype=torch.float32)
     return torch.cat(out)
-
-
-def _common_prefix_len(seqs: Sequence[torch.Tensor]) -> int:
-    """Longest common prefix, capped so every sequence keeps at least one continuation token."""
-    n = min(int(s.shape[0]) for s in seqs) - 1
-    first = seqs[0]
-    for s in seqs[1:]:
-        diff = (s[:n] != first[:n]).nonzero()
-        if diff.numel():
-            n = int(diff[0, 0])
-    return n
 
 
 class _Sums:
@@ -333,39 +296,6 @@ def _packed_unit(
     )
 
 
-def _forward_images(
-    base: nn.Module,
-    vlm: VlmAdapter | None,
-    groups: Sequence[ChoiceGroup],
-    group_of_row: Sequence[int],
-    ids: torch.Tensor,
-    mask: torch.Tensor,
-    use_cache: bool,
-) -> tuple[Any, torch.Tensor | None]:
-    """The base model over ``ids (R, L)`` with row ``r`` seeing group ``group_of_row[r]``'s image:
-    ``(output, mrope position deltas (R,) or None)``."""
-    device = ids.device
-    dtype = next(base.parameters()).dtype
-    if vlm is None:
-        pixel_values = torch.stack([groups[g].pixel_values for g in group_of_row])
-        out = base(
-            input_ids=ids,
-            pixel_values=_dev(pixel_values, device, dtype),
-            attention_mask=mask,
-            use_cache=use_cache,
-        )
-        return out, None
-    from partonomy.models.backbones.preprocess import VisionInput
-
-    pixel_values, extras = vlm.collate(
-        [VisionInput(groups[g].pixel_values, dict(groups[g].vision)) for g in group_of_row]
-    )
-    rows = vlm.rows(pixel_values, extras, torch.arange(len(group_of_row)))
-    return vlm.forward(
-        base, ids, mask, {k: v.to(device) for k, v in rows.items()}, use_cache=use_cache
-    )
-
-
 @torch.no_grad()
 def score_groups(
     lm: nn.Module,
@@ -380,8 +310,10 @@ def score_groups(
     """Score every choice of every group, computing each group's shared prefix once.
 
     1. The common token prefix of each group (capped so each choice keeps >= 1 token) is prefilled
-       for all groups as one right-padded batch with ``use_cache``; the prefix's per-token CE is
-       computed once per group, only at tokens some choice scores (not at image tokens).
+       for all groups with ``use_cache``
+       (:func:`~partonomy.models.core.scoring_prefix.prefill_prefixes`: groups with one
+       ``share_key`` compute their common root, image included, once); the prefix's per-token CE
+       is computed once per group, only at tokens some choice scores (not at image tokens).
     2. The continuations run over that cache, with explicit position ids (a right-padded prefix
        leaves masked slots in the cache; positions stay those of the real sequence):
 
@@ -415,24 +347,26 @@ def score_groups(
     weight = next(head.parameters())
     device, dtype = weight.device, weight.dtype
     seqs = [[ids.cpu() for ids in g.input_ids] for g in groups]
-    plen = [_common_prefix_len(s) for s in seqs]
+    plen = [common_prefix_len(s) for s in seqs]
     for gi, (s, p) in enumerate(zip(seqs, plen, strict=True)):
         if p < 1 or any(bool((ids[p:] == image_token_id).any()) for ids in s):
             raise ValueError(
                 f"group {gi}: the choices share {p} leading tokens and an image token lies after "
                 "them; the image and question must come before the answer"
             )
-    n_groups, p_max = len(groups), max(plen)
-    prefix_ids = torch.full((n_groups, p_max), pad_token_id, dtype=torch.long)
-    prefix_mask = torch.zeros((n_groups, p_max), dtype=torch.long)
-    for gi, (s, p) in enumerate(zip(seqs, plen, strict=True)):
-        prefix_ids[gi, :p] = s[0][:p]
-        prefix_mask[gi, :p] = 1
-    prefix_mask_dev = _dev(prefix_mask, device)
-    out, deltas = _forward_images(
-        base, vlm, groups, list(range(n_groups)), _dev(prefix_ids, device), prefix_mask_dev, True
+    n_groups = len(groups)
+    prefixes = prefill_prefixes(
+        base,
+        vlm,
+        groups,
+        seqs,
+        plen,
+        image_token_id=image_token_id,
+        pad_token_id=pad_token_id,
+        device=device,
     )
-    prefix_hidden, cache = out.last_hidden_state, output_cache(out)
+    prefix_ids, prefix_hidden, cache = prefixes.ids, prefixes.hidden, prefixes.cache
+    prefix_mask_dev, deltas = prefixes.cache_mask, prefixes.deltas
     sums = _Sums(groups, device)
 
     # Prefix CE: only at targets some choice scores (image tokens are most of the prefix); every
@@ -540,7 +474,7 @@ def score_groups_full(
         for r, s in enumerate(seqs):
             ids[r, : s.shape[0]] = s
             mask[r, : s.shape[0]] = 1
-        out, _ = _forward_images(
+        out, _ = forward_images(
             base, vlm, groups, [gi for gi, _ in chunk], ids.to(device), mask.to(device), False
         )
         hidden = out.last_hidden_state
