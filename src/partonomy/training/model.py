@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from partonomy.models.core.trainable import EMBEDDING_PATH
 
 if TYPE_CHECKING:
     from partonomy.models.core.model import SegLMM
     from partonomy.models.core.processing import SegProcessor
     from partonomy.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 def build_model(cfg: TrainConfig) -> tuple[SegLMM, SegProcessor]:
@@ -28,3 +38,44 @@ def random_init_backbone(cfg: TrainConfig) -> bool:
     lm = cfg.model.vlm if on_vlm else cfg.model.llava
     sam = getattr(cfg.model, "sam", None)  # families without SAM (PixelLM) have no section
     return lm.pretrained is None or (sam is not None and sam.pretrained is None)
+
+
+def master_weights_fp32(model: nn.Module, trainable: Sequence[str], *, uniform: bool) -> None:
+    """Cast the trained parameters (every parameter when ``uniform``) to fp32, in place.
+
+    Trained parameters are fp32 master weights (bf16 compute comes from autocast or the engine's
+    mixed precision); the frozen ones keep the config's dtype. FSDP flattens frozen and trained
+    parameters of a layer into one buffer, which needs a single dtype: there (``uniform``) the
+    whole model is fp32 and FSDP's mixed precision all-gathers it in bf16.
+    """
+    names = set(trainable)
+    for name, param in model.named_parameters():
+        if (uniform or name in names) and param.dtype != torch.float32:
+            param.data = param.data.float()
+
+
+def embedding_row_subsets(
+    cfg: TrainConfig, trainable: Sequence[str], new_token_ids: list[int]
+) -> dict[str, list[int]]:
+    """``{embedding weight name: new token ids}`` when only those rows train (checkpoints then
+    hold only those rows), else ``{}``."""
+    name = EMBEDDING_PATH + ".weight"
+    rows_only = cfg.trainable.embeddings == "new_rows" and cfg.trainable.language_model != "full"
+    return {name: new_token_ids} if rows_only and name in trainable else {}
+
+
+def init_from_checkpoint(model: nn.Module, source: str | Path) -> None:
+    """Load a checkpoint's weights into ``model`` to start a new run (``init_from``); saved
+    tensors this model lacks are skipped with a warning."""
+    from partonomy.training import checkpoint as ckpt
+
+    path = ckpt.resolve_checkpoint(source)
+    skipped = ckpt.load_weights(model, path, strict=False)
+    log.info("initialised from %s", path)
+    if skipped:
+        log.warning(
+            "init_from %s: %d saved tensor(s) are not in this model and were skipped (e.g. %s)",
+            path,
+            len(skipped),
+            skipped[0],
+        )
