@@ -7,8 +7,12 @@ Launch one process per device with ``torchrun`` (``python -m torch.distributed.r
 * ``ddp``: ``find_unused_parameters`` defaults to True because LLaVA reads the second-to-last CLIP
   layer (``vision_feature_layer=-2``), so the last layer's parameters never get a gradient, and a
   batch without spans leaves the SAM decoder unused.
-* ``fsdp``: ``use_orig_params=True`` so frozen and trainable parameters can share a flat unit;
-  decoder layers of the LM and the CLIP encoder are the wrapping units.
+* ``fsdp``: the units are the LM's and CLIP's decoder layers (``fsdp_wrap``) and, apart from
+  them, every module that owns a trained parameter (a LoRA matrix, the new-rows delta, the heads):
+  so a unit is either all frozen (kept in its bf16, no gradient, never reduced) or trained (fp32
+  master weights), and each step reduce-scatters only the trained parameters. (With the trained
+  LoRA matrices inside the layers' flat buffers, FSDP would allocate and reduce a gradient for
+  the whole 7B model.) Runs on CPUs with gloo too (for tests).
 * ``deepspeed_zero2``: needs the optional extra ``pip install partonomy[deepspeed]``; imported lazily.
   Gradient clipping and accumulation are handed to DeepSpeed's config.
 
@@ -165,18 +169,60 @@ def make_accelerator(
             )
         )
         kwargs["mixed_precision"] = "no"  # bf16 through torch_autocast (see _deepspeed_config)
-    elif cfg.engine == "fsdp" and torch.cuda.is_available() and not cpu:
+    elif cfg.engine == "fsdp":
         from accelerate.utils import FullyShardedDataParallelPlugin
 
         kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(
             sharding_strategy=cfg.fsdp_sharding,
-            auto_wrap_policy="transformer_based_wrap",
-            transformer_cls_names_to_wrap=list(cfg.fsdp_wrap),
+            auto_wrap_policy=fsdp_wrap_policy(cfg.fsdp_wrap),
             use_orig_params=True,
             state_dict_type="FULL_STATE_DICT",
-            sync_module_states=True,
+            # The builders initialise every process alike (model.seed); the broadcast is a
+            # safeguard where accelerate supports it (it needs an accelerator device).
+            sync_module_states=torch.cuda.is_available() and not cpu,
         )
     return Accelerator(**kwargs)
+
+
+def owns_trained(module: torch.nn.Module) -> bool:
+    """Whether ``module`` itself (not a child) holds a parameter that trains."""
+    return any(p.requires_grad for p in module.parameters(recurse=False))
+
+
+def fsdp_wrap_policy(class_names: tuple[str, ...]) -> Any:
+    """FSDP auto-wrap policy: a module of one of ``class_names``, or one that
+    :func:`owns_trained`, is a unit (see the module docstring). Decided when the model is
+    wrapped, so :func:`~partonomy.models.core.trainable.set_trainable` must have run before."""
+    names = frozenset(class_names)
+
+    def policy(module: torch.nn.Module, recurse: bool, nonwrapped_numel: int) -> bool:
+        if recurse:
+            return True
+        return type(module).__name__ in names or owns_trained(module)
+
+    return policy
+
+
+def fsdp_units(
+    model: torch.nn.Module, class_names: tuple[str, ...]
+) -> list[list[torch.nn.Parameter]]:
+    """The parameters of each FSDP unit :func:`fsdp_wrap_policy` will make (the root's last):
+    a unit holds its modules' parameters except those of nested units."""
+    policy = fsdp_wrap_policy(class_names)
+    units: list[list[torch.nn.Parameter]] = []
+
+    def collect(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+        own = list(module.parameters(recurse=False))
+        for child in module.children():
+            params = collect(child)
+            if policy(child, False, 0):
+                units.append(params)
+            else:
+                own.extend(params)
+        return own
+
+    units.append(collect(model))
+    return units
 
 
 def engine_in_use(accelerator: Any) -> str:

@@ -6,8 +6,11 @@ checkpoint loads the same way whichever engine wrote it. The optimiser state is 
 * single process / DDP: every process holds whole parameters and the whole optimiser state;
   rank 0 writes ``optimizer.state_dict()`` into ``resume.pt``.
 * FSDP: parameters and optimiser state are sharded; the parameters are gathered onto rank 0
-  for the weights file and the optimiser state goes through accelerate's FSDP helpers into
-  ``engine_state/``.
+  for the weights file, and every process writes its own optimiser shard,
+  ``engine_state/optimizer_rank<r>.pt``, as it is (``use_orig_params``: the state of this
+  process's slices of the original parameters). No collective, no gathering of the whole state
+  (gathering it onto rank 0 and scattering it back is what stalled the resume), and exact; it
+  needs the same number of processes and the same units, which a resume checks anyway.
 * DeepSpeed ZeRO-2: whole parameters in every process, partitioned optimiser state written by
   the engine's own ``save_checkpoint`` into ``engine_state/``.
 """
@@ -61,10 +64,8 @@ def save_optimizer(
         model.save_checkpoint(str(engine_dir), tag="state", exclude_frozen_parameters=True)
         return None
     if engine == "fsdp":
-        from accelerate.utils import save_fsdp_optimizer
-
-        plugin = accelerator.state.fsdp_plugin
-        save_fsdp_optimizer(plugin, accelerator, optimizer, model, str(engine_dir))
+        engine_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(optimizer.state_dict(), _shard_file(engine_dir, accelerator.process_index))
         return None
     return optimizer.state_dict()  # type: ignore[no-any-return]
 
@@ -91,10 +92,12 @@ def load_optimizer(
             load_lr_scheduler_states=False,
         )
     elif engine == "fsdp":
-        from accelerate.utils import load_fsdp_optimizer
-
-        plugin = accelerator.state.fsdp_plugin
-        load_fsdp_optimizer(plugin, accelerator, optimizer, model, str(engine_dir))
+        shard = _shard_file(engine_dir, accelerator.process_index)
+        optimizer.load_state_dict(torch.load(shard, map_location="cpu", weights_only=True))
     else:
         assert saved is not None, "resume.pt of a DDP / single-process run holds the optimiser"
         optimizer.load_state_dict(saved)
+
+
+def _shard_file(engine_dir: Path, rank: int) -> Path:
+    return engine_dir / f"optimizer_rank{rank}.pt"

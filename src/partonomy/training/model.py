@@ -40,18 +40,29 @@ def random_init_backbone(cfg: TrainConfig) -> bool:
     return lm.pretrained is None or (sam is not None and sam.pretrained is None)
 
 
-def master_weights_fp32(model: nn.Module, trainable: Sequence[str], *, uniform: bool) -> None:
-    """Cast the trained parameters (every parameter when ``uniform``) to fp32, in place.
+def master_weights_fp32(
+    model: nn.Module, trainable: Sequence[str], *, fsdp_wrap: tuple[str, ...] | None = None
+) -> None:
+    """Cast the trained parameters to fp32, in place (bf16 compute comes from autocast or the
+    engine's mixed precision); the frozen ones keep the config's dtype.
 
-    Trained parameters are fp32 master weights (bf16 compute comes from autocast or the engine's
-    mixed precision); the frozen ones keep the config's dtype. FSDP flattens frozen and trained
-    parameters of a layer into one buffer, which needs a single dtype: there (``uniform``) the
-    whole model is fp32 and FSDP's mixed precision all-gathers it in bf16.
+    Args:
+        fsdp_wrap: under FSDP, its wrap classes: each FSDP unit flattens its parameters into one
+            buffer of a single dtype, so a unit that mixes dtypes (a frozen parameter beside a
+            trained one) is cast to fp32 as a whole. Units are split so that this is rare.
     """
     names = set(trainable)
     for name, param in model.named_parameters():
-        if (uniform or name in names) and param.dtype != torch.float32:
+        if name in names and param.dtype != torch.float32:
             param.data = param.data.float()
+    if fsdp_wrap is None:
+        return
+    from partonomy.training.distributed import fsdp_units
+
+    for unit in fsdp_units(model, fsdp_wrap):
+        if len({p.dtype for p in unit}) > 1:
+            for param in unit:
+                param.data = param.data.float()
 
 
 def embedding_row_subsets(

@@ -67,7 +67,7 @@ from partonomy.training.resume import (
 from partonomy.training.sampler import BatchPlan
 from partonomy.training.schedule import build_optimizer, build_scheduler
 from partonomy.training.step_log import StepLog
-from partonomy.training.step_stats import reduce_mean, step_usage
+from partonomy.training.step_stats import PhaseTimer, reduce_mean, step_usage
 from partonomy.training.tracking import TrainTrackers
 from partonomy.training.validation import maybe_validate
 
@@ -151,7 +151,7 @@ class TrainRecipe:
         self.rank, self.world = acc.process_index, acc.num_processes
         self.is_main = acc.is_main_process
         if cfg.distributed.engine == "fsdp" and engine_in_use(acc) != "fsdp" and self.world > 1:
-            log.warning("FSDP needs CUDA devices; running DDP on this machine instead")
+            log.warning("accelerate did not enable FSDP; running DDP instead")
         resume_from = resume_source(cfg, self.ckpt_dir)
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -165,7 +165,10 @@ class TrainRecipe:
         torch.manual_seed(cfg.seed + self.rank)
         self.new_token_ids = ckpt.processor_new_token_ids(self.processor)
         self.trainable = set_trainable(model, cfg.trainable, new_token_ids=self.new_token_ids)
-        master_weights_fp32(model, self.trainable, uniform=engine_in_use(acc) == "fsdp")
+        fsdp = engine_in_use(acc) == "fsdp"
+        master_weights_fp32(
+            model, self.trainable, fsdp_wrap=cfg.distributed.fsdp_wrap if fsdp else None
+        )
         self.row_subsets = embedding_row_subsets(cfg, self.trainable, self.new_token_ids)
         if cfg.gradient_checkpointing:
             model.llava.gradient_checkpointing_enable(
@@ -273,20 +276,23 @@ class TrainRecipe:
             progress=cfg.log.progress,
             active=self.is_main,
         )
+        timer = PhaseTimer(acc.device, cfg.log.timing)
         start = time.perf_counter()
         target = cfg.max_steps if cfg.stop_after is None else min(cfg.max_steps, cfg.stop_after)
         last: Path | None = None
         try:
             while self.step < target:
                 sums = dict.fromkeys(self.log_terms, 0.0)
-                n_masks, grad_norm = 0, float("nan")
+                n_masks, norm = 0, None
                 lr = self.scheduler.get_last_lr()[0]
-                tokens = 0
+                tokens = torch.zeros((), dtype=torch.long, device=acc.device)
                 if acc.device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(acc.device)
+                timer.start()
                 for _ in range(cfg.grad_accum):
                     batch = self.next_batch()
-                    tokens += int(batch.attention_mask.sum())
+                    tokens += batch.attention_mask.sum()  # no host sync until the step's end
+                    timer.mark("data")
                     with acc.accumulate(self.model):
                         output = self.model(batch, span_source=cfg.span_source, lm_rows="labelled")
                         with self.autocast():
@@ -304,19 +310,22 @@ class TrainRecipe:
                             teacher_hidden=teacher,
                             dice_scale=cfg.loss.dice_scale,
                         )
+                        timer.mark("forward")
                         acc.backward(losses.total + touch_outputs(output))
+                        timer.mark("backward")
                         if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
                             norm = acc.clip_grad_norm_(self.params, cfg.optim.max_grad_norm)
-                            grad_norm = float(norm) if norm is not None else float("nan")
                         self.optimizer.step()
                         self.optimizer.zero_grad(set_to_none=True)
+                        timer.mark("step")
                     for name, value in losses.as_floats().items():
                         sums[name] += value / cfg.grad_accum
                     n_masks += losses.n_masks
                 self.scheduler.step()  # once per optimiser step (the original stepped twice)
                 self.step += 1
                 means = reduce_mean(acc, sums)
-                usage = step_usage(acc, tokens)
+                usage = step_usage(acc, int(tokens))
+                grad_norm = float(norm) if norm is not None else float("nan")
                 if not math.isfinite(means["total"]):
                     raise FloatingPointError(
                         f"step {self.step}: the loss is {means['total']} (lower optim.lr, or check "
@@ -331,6 +340,7 @@ class TrainRecipe:
                     "epoch": round(self.plan.epoch_of(self.data_pos), 4),
                     "time": round(time.perf_counter() - start, 3),
                     **usage,
+                    **timer.record(),
                 }
                 steps.step(record)
                 every = cfg.checkpoint.every
