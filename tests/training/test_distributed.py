@@ -13,7 +13,7 @@ import yaml
 
 from partonomy.errors import ConfigError
 from partonomy.io.atomic import read_jsonl_tolerant
-from partonomy.models.core.trainable import set_trainable
+from partonomy.models.core.trainable import EMBEDDING_PATH, set_trainable
 from partonomy.training import checkpoint as ckpt
 from partonomy.training.distributed import (
     DistributedConfig,
@@ -169,15 +169,22 @@ def test_fsdp_units_keep_frozen_weights_apart_from_trained_ones(tmp_path: Path) 
     wrap = DistributedConfig().fsdp_wrap
     master_weights_fp32(model, trainable, fsdp_wrap=wrap)
     units = fsdp_units(model, wrap)
-    for unit in units:
-        assert len({p.dtype for p in unit}) == 1
-        assert len({p.requires_grad for p in unit}) <= 1 or unit is units[-1]
-    # The LM's layers hold only frozen bf16 weights; each LoRA matrix is its own fp32 unit.
-    assert any(all(not p.requires_grad and p.dtype == torch.bfloat16 for p in u) for u in units)
-    trained_units = [u for u in units if u and all(p.requires_grad for p in u)]
-    assert sum(p.numel() for u in trained_units for p in u) == sum(
-        p.numel() for p in model.parameters() if p.requires_grad
-    )
+    layers = units[:-1]  # the last is the root
+    assert all(len({p.dtype for p in unit}) == 1 for unit in units)
+    # Every unit but the root is all frozen (the layers, bf16) or all trained (fp32).
+    assert all(len({p.requires_grad for p in unit}) == 1 for unit in layers)
+    frozen = [u for u in layers if not u[0].requires_grad]
+    assert frozen and all(p.dtype == torch.bfloat16 for u in frozen for p in u)
+    trained = [u for u in layers if u[0].requires_grad]
+    assert all(p.dtype == torch.float32 for u in trained for p in u)
+    # The LoRA matrices and the new-rows delta are their own units, not in the layers' buffers.
+    unit_of = {id(p): i for i, u in enumerate(units) for p in u}
+    lora = [p for n, p in model.named_parameters() if ".lora_" in n]
+    assert lora and all(unit_of[id(p)] != len(units) - 1 for p in lora)
+    assert unit_of[id(model.get_submodule(EMBEDDING_PATH).new_rows.delta)] != len(units) - 1
+    # Most trained parameters are outside the root, whose gradient covers all of it.
+    n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for u in trained for p in u) > 0.5 * n_trained
     dist.init_process_group(
         "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
     )

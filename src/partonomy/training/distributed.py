@@ -7,12 +7,16 @@ Launch one process per device with ``torchrun`` (``python -m torch.distributed.r
 * ``ddp``: ``find_unused_parameters`` defaults to True because LLaVA reads the second-to-last CLIP
   layer (``vision_feature_layer=-2``), so the last layer's parameters never get a gradient, and a
   batch without spans leaves the SAM decoder unused.
-* ``fsdp``: the units are the LM's and CLIP's decoder layers (``fsdp_wrap``) and, apart from
-  them, every module that owns a trained parameter (a LoRA matrix, the new-rows delta, the heads):
-  so a unit is either all frozen (kept in its bf16, no gradient, never reduced) or trained (fp32
-  master weights), and each step reduce-scatters only the trained parameters. (With the trained
-  LoRA matrices inside the layers' flat buffers, FSDP would allocate and reduce a gradient for
-  the whole 7B model.) Runs on CPUs with gloo too (for tests).
+* ``fsdp``: the units are the LM's, CLIP's and SAM's encoder layers (``fsdp_wrap``) and, inside
+  or beside them, every leaf ``nn.Linear`` that trains (the LoRA matrices, ``lm_head``, the
+  heads' projections) and the new-rows delta: so the layers' units are all frozen (kept in their
+  bf16, no gradient, never reduced) and the trained units all fp32, and each step
+  reduce-scatters the trained parameters only. (With the LoRA matrices inside the layers' flat
+  buffers, FSDP allocates and reduces a gradient for the whole model: 31 GB of fp32 at 7B.)
+  What is left (embeddings, SAM's neck, the heads' norms) is the root unit, gathered for the
+  whole forward; that is also why only modules that are *called* become units (transformers'
+  SAM reads some embeddings' ``.weight`` without calling them, which a unit of its own would
+  hand over still sharded).
 * ``deepspeed_zero2``: needs the optional extra ``pip install partonomy[deepspeed]``; imported lazily.
   Gradient clipping and accumulation are handed to DeepSpeed's config.
 
@@ -50,7 +54,7 @@ class DistributedConfig:
     engine: Engine = "ddp"
     find_unused_parameters: bool = True
     fsdp_sharding: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD"] = "FULL_SHARD"
-    fsdp_wrap: tuple[str, ...] = ("LlamaDecoderLayer", "CLIPEncoderLayer")
+    fsdp_wrap: tuple[str, ...] = ("LlamaDecoderLayer", "CLIPEncoderLayer", "SamVisionLayer")
     deepspeed_offload_optimizer: bool = False
     timeout_minutes: int = 30
 
@@ -184,21 +188,22 @@ def make_accelerator(
     return Accelerator(**kwargs)
 
 
-def owns_trained(module: torch.nn.Module) -> bool:
-    """Whether ``module`` itself (not a child) holds a parameter that trains."""
-    return any(p.requires_grad for p in module.parameters(recurse=False))
-
-
 def fsdp_wrap_policy(class_names: tuple[str, ...]) -> Any:
-    """FSDP auto-wrap policy: a module of one of ``class_names``, or one that
-    :func:`owns_trained`, is a unit (see the module docstring). Decided when the model is
-    wrapped, so :func:`~partonomy.models.core.trainable.set_trainable` must have run before."""
+    """FSDP auto-wrap policy: a module of one of ``class_names``, a leaf ``nn.Linear`` with a
+    trained parameter, or the new-rows delta is a unit (see the module docstring). Decided when
+    the model is wrapped, so :func:`~partonomy.models.core.trainable.set_trainable` must have
+    run before."""
+    from partonomy.models.core.trainable import NewRowsDelta
+
     names = frozenset(class_names)
 
     def policy(module: torch.nn.Module, recurse: bool, nonwrapped_numel: int) -> bool:
         if recurse:
             return True
-        return type(module).__name__ in names or owns_trained(module)
+        if type(module).__name__ in names or isinstance(module, NewRowsDelta):
+            return True
+        trained_linear = isinstance(module, torch.nn.Linear) and not list(module.children())
+        return trained_linear and any(p.requires_grad for p in module.parameters(recurse=False))
 
     return policy
 
