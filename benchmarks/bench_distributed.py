@@ -279,8 +279,10 @@ class Bench:
 
     def scaling(self, shape: str, engines: list[str], steps: int, tag: str) -> dict[str, Any]:
         """One-GPU baseline, then each engine on nproc GPUs (timing only)."""
-        if self.args.baseline_tps and tag == self.args.shape:
-            out: dict[str, Any] = {"1gpu": {"ok": True, "tokens_per_s": self.args.baseline_tps,
+        a = self.args
+        given = a.baseline_tps if tag == a.shape else a.scale_baseline_tps
+        if given:
+            out: dict[str, Any] = {"1gpu": {"ok": True, "tokens_per_s": given,
                                             "engine_log": "engine single (given)"}}  # fmt: skip
         else:
             out = {"1gpu": self.train(f"{tag}_1gpu", shape, "ddp", 1, steps)}
@@ -524,6 +526,8 @@ def main() -> None:
     parser.add_argument("--scale-shape", choices=["7b", "13b"], default=None)
     parser.add_argument("--scale-engines", default="fsdp,deepspeed_zero2")
     parser.add_argument("--scale-steps", type=int, default=None, help="default: --steps")
+    parser.add_argument("--scale-baseline-tps", type=float, default=None,
+                        help="as --baseline-tps, at --scale-shape")  # fmt: skip
     parser.add_argument("--time-budget", type=float, default=540.0, help="seconds for everything")
     parser.add_argument("--min-phase", type=float, default=45.0)
     parser.add_argument("--nccl-debug", action="store_true", help="log NCCL's transports")

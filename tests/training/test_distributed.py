@@ -199,3 +199,21 @@ def test_fsdp_units_keep_frozen_weights_apart_from_trained_ones(tmp_path: Path) 
         assert len(flat) == len(units)
     finally:
         dist.destroy_process_group()
+
+
+def test_fsdp_full_shard_trains_on_two_cpu_processes(synth_qa: Path, tmp_path: Path) -> None:
+    """Forward and backward through the recipe's FSDP units with parameters sharded over two
+    gloo processes (``fsdp_cpu_worker.py``): no unit's weight is read outside its forward, the
+    processes agree on the collectives, and the LoRA matrices (their own units) train."""
+    cfg = tiny_train_overrides(synth_qa, tmp_path / "run", **{"distributed.engine": "fsdp"})
+    config = tmp_path / "fsdp.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    worker = Path(__file__).with_name("fsdp_cpu_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--standalone", str(worker), str(config)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("FSDP OK"))
+    loss, lora_b = (float(v) for v in line.split()[2:])
+    assert loss == loss and lora_b > 0  # a finite loss; LoRA's B matrices left zero

@@ -7,16 +7,16 @@ Launch one process per device with ``torchrun`` (``python -m torch.distributed.r
 * ``ddp``: ``find_unused_parameters`` defaults to True because LLaVA reads the second-to-last CLIP
   layer (``vision_feature_layer=-2``), so the last layer's parameters never get a gradient, and a
   batch without spans leaves the SAM decoder unused.
-* ``fsdp``: the units are the LM's, CLIP's and SAM's encoder layers (``fsdp_wrap``) and, inside
-  or beside them, every leaf ``nn.Linear`` that trains (the LoRA matrices, ``lm_head``, the
-  heads' projections) and the new-rows delta: so the layers' units are all frozen (kept in their
-  bf16, no gradient, never reduced) and the trained units all fp32, and each step
-  reduce-scatters the trained parameters only. (With the LoRA matrices inside the layers' flat
-  buffers, FSDP allocates and reduces a gradient for the whole model: 31 GB of fp32 at 7B.)
-  What is left (embeddings, SAM's neck, the heads' norms) is the root unit, gathered for the
-  whole forward; that is also why only modules that are *called* become units (transformers'
-  SAM reads some embeddings' ``.weight`` without calling them, which a unit of its own would
-  hand over still sharded).
+* ``fsdp``: the units are the LM's, CLIP's and SAM's encoder layers (``fsdp_wrap``), the trained
+  leaf ``nn.Linear`` inside them (the LoRA matrices), ``lm_head`` and the new-rows delta
+  (:func:`mark_fsdp_units`): so the layers' units are all frozen (kept in their bf16, no
+  gradient, never reduced) and the LoRA units all fp32. (With the LoRA matrices inside the
+  layers' flat buffers, FSDP allocates and reduces a gradient for the whole model: 31 GB of fp32
+  at 7B.) Everything else (embeddings, SAM's neck, prompt encoder and mask decoder, the family's
+  heads) is the root unit, gathered once for the whole forward. Only modules that every process
+  calls the same number of times, and that their owner calls rather than reads, can be units:
+  the heads run per mask (a batch without spans skips them, so processes would disagree on the
+  collectives), and transformers' SAM reads some embeddings' ``.weight`` without calling them.
 * ``deepspeed_zero2``: needs the optional extra ``pip install partonomy[deepspeed]``; imported lazily.
   Gradient clipping and accumulation are handed to DeepSpeed's config.
 
@@ -188,22 +188,47 @@ def make_accelerator(
     return Accelerator(**kwargs)
 
 
-def fsdp_wrap_policy(class_names: tuple[str, ...]) -> Any:
-    """FSDP auto-wrap policy: a module of one of ``class_names``, a leaf ``nn.Linear`` with a
-    trained parameter, or the new-rows delta is a unit (see the module docstring). Decided when
-    the model is wrapped, so :func:`~partonomy.models.core.trainable.set_trainable` must have
-    run before."""
+FSDP_UNIT = "_partonomy_fsdp_unit"
+"""Attribute that :func:`mark_fsdp_units` sets on the modules besides the layer classes that
+become FSDP units."""
+
+
+def mark_fsdp_units(model: torch.nn.Module, class_names: tuple[str, ...]) -> int:
+    """Flag the trained leaf ``nn.Linear`` modules inside the ``class_names`` layers (the LoRA
+    matrices), a trained ``llava.lm_head`` and the new-rows delta as FSDP units (see the module
+    docstring); call after :func:`~partonomy.models.core.trainable.set_trainable`. Returns how
+    many were flagged."""
     from partonomy.models.core.trainable import NewRowsDelta
 
+    def trained_leaf_linear(module: torch.nn.Module) -> bool:
+        # Exactly nn.Linear: nn.MultiheadAttention reads its out_proj (a subclass) uncalled.
+        leaf = type(module) is torch.nn.Linear and not list(module.children())
+        return leaf and any(p.requires_grad for p in module.parameters(recurse=False))
+
+    names = frozenset(class_names)
+    flagged: list[torch.nn.Module] = []
+    for module in model.modules():
+        if type(module).__name__ in names:
+            flagged += [m for m in module.modules() if trained_leaf_linear(m)]
+        elif isinstance(module, NewRowsDelta):
+            flagged.append(module)
+    head = getattr(getattr(model, "llava", None), "lm_head", None)
+    if isinstance(head, torch.nn.Module) and trained_leaf_linear(head):
+        flagged.append(head)
+    for module in flagged:
+        setattr(module, FSDP_UNIT, True)
+    return len(flagged)
+
+
+def fsdp_wrap_policy(class_names: tuple[str, ...]) -> Any:
+    """FSDP auto-wrap policy: a module of one of ``class_names`` or one that
+    :func:`mark_fsdp_units` flagged is a unit (see the module docstring)."""
     names = frozenset(class_names)
 
     def policy(module: torch.nn.Module, recurse: bool, nonwrapped_numel: int) -> bool:
         if recurse:
             return True
-        if type(module).__name__ in names or isinstance(module, NewRowsDelta):
-            return True
-        trained_linear = isinstance(module, torch.nn.Linear) and not list(module.children())
-        return trained_linear and any(p.requires_grad for p in module.parameters(recurse=False))
+        return type(module).__name__ in names or getattr(module, FSDP_UNIT, False)
 
     return policy
 

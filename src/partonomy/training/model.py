@@ -47,9 +47,10 @@ def master_weights_fp32(
     engine's mixed precision); the frozen ones keep the config's dtype.
 
     Args:
-        fsdp_wrap: under FSDP, its wrap classes: each FSDP unit flattens its parameters into one
-            buffer of a single dtype, so a unit that mixes dtypes (a frozen parameter beside a
-            trained one) is cast to fp32 as a whole. Units are split so that this is rare.
+        fsdp_wrap: under FSDP, its wrap classes: marks the other units
+            (:func:`~partonomy.training.distributed.mark_fsdp_units`); each FSDP unit flattens
+            its parameters into one buffer of a single dtype, so a unit that mixes dtypes (the
+            root: frozen embeddings beside the trained heads) is cast to fp32 as a whole.
     """
     names = set(trainable)
     for name, param in model.named_parameters():
@@ -57,8 +58,9 @@ def master_weights_fp32(
             param.data = param.data.float()
     if fsdp_wrap is None:
         return
-    from partonomy.training.distributed import fsdp_units
+    from partonomy.training.distributed import fsdp_units, mark_fsdp_units
 
+    mark_fsdp_units(model, fsdp_wrap)
     for unit in fsdp_units(model, fsdp_wrap):
         if len({p.dtype for p in unit}) > 1:
             for param in unit:
