@@ -19,6 +19,12 @@ One invocation, on a machine with two GPUs (or on CPUs with gloo at ``--shape ti
    byte-identical.
 4. ``--scale-shape 13b`` repeats step 1 (timing only) at another shape while time remains.
 
+Every run has ``deterministic`` and ``log.timing`` on (``--no-deterministic``, ``--no-timing``):
+the table then adds each run's median step split (data, forward, backward, optimiser step), which
+shows where a second GPU's time goes; ``--allreduce`` first times NCCL all-reduces (64 MiB-1 GiB)
+between the GPUs, the bandwidth the engines' gradient traffic gets. ``--baseline-tps`` /
+``--scale-baseline-tps`` reuse a one-GPU figure measured earlier (same settings) to save a run.
+
 The random backbones are not saved (``checkpoint.save_base: never``): every process, and the
 evaluation, rebuilds them from ``model.seed`` on the GPU. It prints one table and writes
 ``bench_distributed.json`` (and ``logs.tar.gz``) into ``--out`` (default ``$OUT`` or
@@ -27,7 +33,8 @@ evaluation, rebuilds them from ``model.seed`` on the GPU. It prints one table an
 Usage::
 
     python benchmarks/bench_distributed.py --shape tiny                # CPU / gloo, DDP only
-    NCCL_NVLS_ENABLE=0 python benchmarks/bench_distributed.py --shape 7b --scale-shape 13b
+    NCCL_NVLS_ENABLE=0 python benchmarks/bench_distributed.py --shape 7b --scale-shape 13b \
+        --engines deepspeed_zero2,fsdp --allreduce --no-sharded-eval
 """
 
 from __future__ import annotations
