@@ -19,6 +19,12 @@ One invocation, on a machine with two GPUs (or on CPUs with gloo at ``--shape ti
    byte-identical.
 4. ``--scale-shape 13b`` repeats step 1 (timing only) at another shape while time remains.
 
+Every run has ``deterministic`` and ``log.timing`` on (``--no-deterministic``, ``--no-timing``):
+the table then adds each run's median step split (data, forward, backward, optimiser step), which
+shows where a second GPU's time goes; ``--allreduce`` first times NCCL all-reduces (64 MiB-1 GiB)
+between the GPUs, the bandwidth the engines' gradient traffic gets. ``--baseline-tps`` /
+``--scale-baseline-tps`` reuse a one-GPU figure measured earlier (same settings) to save a run.
+
 The random backbones are not saved (``checkpoint.save_base: never``): every process, and the
 evaluation, rebuilds them from ``model.seed`` on the GPU. It prints one table and writes
 ``bench_distributed.json`` (and ``logs.tar.gz``) into ``--out`` (default ``$OUT`` or
@@ -27,7 +33,8 @@ evaluation, rebuilds them from ``model.seed`` on the GPU. It prints one table an
 Usage::
 
     python benchmarks/bench_distributed.py --shape tiny                # CPU / gloo, DDP only
-    NCCL_NVLS_ENABLE=0 python benchmarks/bench_distributed.py --shape 7b --scale-shape 13b
+    NCCL_NVLS_ENABLE=0 python benchmarks/bench_distributed.py --shape 7b --scale-shape 13b \
+        --engines deepspeed_zero2,fsdp --allreduce --no-sharded-eval
 """
 
 from __future__ import annotations
@@ -172,7 +179,8 @@ class Bench:
                      "micro_batch_size": self.args.micro_batch or (2 if shape == "tiny" else 6)},
             "distributed": {"engine": engine},
             "checkpoint": {"every": max(steps // 2, 1), "keep_last": 0, "save_base": "never"},
-            "log": {"every": 1, "progress": False, "trackers": []},
+            "log": {"every": 1, "progress": False, "trackers": [], "timing": self.args.timing},
+            "deterministic": self.args.deterministic,
             **extra,
         }  # fmt: skip
         path = run_dir.parent / f"{run_dir.name}.yaml"
@@ -195,8 +203,8 @@ class Bench:
 
     def functional(self, runs: dict[str, dict[str, Any]], evals: bool = True) -> None:
         """Per engine: resume the half-way checkpoint, then load the final weights into a
-        one-GPU eval. The engines' resumes run side by side (3 x 2 processes on the GPUs; only
-        their losses matter), then the evaluations (spread over the GPUs)."""
+        one-GPU eval. The engines' resumes (2 processes each) and the evaluations (one per GPU)
+        all run side by side: only their losses and whether they load matter, not their speed."""
         k = max(self.args.steps // 2, 1)
         ok = {e: r for e, r in runs.items() if e in self.args.engines and r["ok"]}
         procs = {}
@@ -211,6 +219,13 @@ class Bench:
             procs[engine] = self.start_proc(
                 f"{run_dir.name}_resume", cmd, self.gpus(self.args.nproc)
             )
+        evals_started = {}
+        for i, (engine, first) in enumerate(ok.items() if evals else []):
+            evals_started[engine] = self.start_proc(
+                f"eval1_{engine}",
+                self.eval_cmd(engine, first),
+                str(i % self.args.nproc) if self.cuda else None,
+            )
         for engine, proc in procs.items():
             first = ok[engine]
             done = self.wait(proc)
@@ -223,19 +238,30 @@ class Bench:
             first["resume_first_step_exact"] = done and bool(a) and bool(b) and a[0] == b[0]
             first["resume_max_abs_diff"] = _max_diff(a, b) if done and a and b else None
             first["resumed_losses"] = [round(r["total"], 4) for r in b]
-        procs = {}
-        for i, (engine, first) in enumerate(ok.items() if evals else []):
-            cmd = [sys.executable, "-m", "partonomy", "eval", str(self.qa), "--model", "plum",
-                   "--model-opt", f"checkpoint={first['run_dir']}",
-                   "--out", str(self.work / f"eval_{engine}"),
-                   "--limit", "8", "--batch-size", "8", "--no-progress"]  # fmt: skip
-            gpu = str(i % self.args.nproc) if self.cuda else None
-            procs[engine] = self.start_proc(f"eval1_{engine}", cmd, gpu)
-        for engine, proc in procs.items():
+        for engine, proc in evals_started.items():
             done = self.wait(proc)
             ok[engine]["loads_into_1gpu_eval"] = (
                 done and (self.work / f"eval_{engine}" / "results.json").exists()
             )
+
+    def eval_cmd(self, engine: str, first: dict[str, Any]) -> list[str]:
+        """One-process ``partonomy eval`` of a run's final weights (the load check; run beside
+        the resumes, one per GPU)."""
+        return [sys.executable, "-m", "partonomy", "eval", str(self.qa), "--model", "plum",
+                "--model-opt", f"checkpoint={first['run_dir']}",
+                "--out", str(self.work / f"eval_{engine}"),
+                "--limit", "8", "--batch-size", "8", "--no-progress"]  # fmt: skip
+
+    def allreduce(self) -> dict[str, Any]:
+        """NCCL all-reduce bandwidth between the GPUs (what the engines' gradient traffic gets)."""
+        name = "allreduce"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               str(self.args.nproc), str(Path(__file__).resolve()), "--allreduce-worker"]  # fmt: skip
+        ok = self.run(name, cmd, self.gpus(self.args.nproc))
+        text = (self.logs / f"{name}.log").read_text(errors="replace")
+        rows = [json.loads(line[len("ALLREDUCE ") :]) for line in text.splitlines()
+                if line.startswith("ALLREDUCE ")]  # fmt: skip
+        return {"ok": ok, "rows": rows}
 
     def sharded_eval(self, checkpoint: str) -> dict[str, Any]:
         run = self.work / "eval_sharded"
@@ -260,8 +286,10 @@ class Bench:
 
     def scaling(self, shape: str, engines: list[str], steps: int, tag: str) -> dict[str, Any]:
         """One-GPU baseline, then each engine on nproc GPUs (timing only)."""
-        if self.args.baseline_tps and tag == self.args.shape:
-            out: dict[str, Any] = {"1gpu": {"ok": True, "tokens_per_s": self.args.baseline_tps,
+        a = self.args
+        given = a.baseline_tps if tag == a.shape else a.scale_baseline_tps
+        if given:
+            out: dict[str, Any] = {"1gpu": {"ok": True, "tokens_per_s": given,
                                             "engine_log": "engine single (given)"}}  # fmt: skip
         else:
             out = {"1gpu": self.train(f"{tag}_1gpu", shape, "ddp", 1, steps)}
@@ -279,6 +307,8 @@ class Bench:
 
     def main(self) -> None:
         a = self.args
+        if a.allreduce and self.cuda:
+            self.result["allreduce"] = self.allreduce()
         self.make_data()
         print(f"[{time.monotonic() - self.start:.0f}s] data: {self.result['n_train_samples']} "
               f"samples; scaling and function at {a.shape}", flush=True)  # fmt: skip
@@ -288,17 +318,22 @@ class Bench:
         if not trained and self.left() > a.min_phase:  # a checkpoint for the sharded eval
             runs["ddp_for_eval"] = self.train("ddp_for_eval", a.shape, "ddp", a.nproc, 2)
             trained = [runs["ddp_for_eval"]] if runs["ddp_for_eval"]["ok"] else []
-        if a.eval_first and trained and self.left() > a.min_phase:
+        if a.no_sharded_eval:
+            self.result["skipped"].append("sharded eval: not asked for (--no-sharded-eval)")
+        elif a.eval_first and trained and self.left() > a.min_phase:
             self.result["eval"] = self.sharded_eval(trained[0]["run_dir"])
             trained[0]["loads_into_1gpu_eval"] = self.result["eval"].get("qps_1") is not None
         self.functional(runs, evals=not a.eval_first)
-        if not a.eval_first and trained and self.left() > a.min_phase:
+        if a.no_sharded_eval:
+            pass
+        elif not a.eval_first and trained and self.left() > a.min_phase:
             self.result["eval"] = self.sharded_eval(trained[0]["run_dir"])
         elif "eval" not in self.result:
             self.result["skipped"].append("sharded eval: no checkpoint or out of time")
         if a.scale_shape and self.left() > 3 * a.min_phase:
             tag = a.scale_shape
-            self.result["scale"] = self.scaling(a.scale_shape, a.scale_engines, a.steps, tag)
+            steps = a.scale_steps or a.steps
+            self.result["scale"] = self.scaling(a.scale_shape, a.scale_engines, steps, tag)
         elif a.scale_shape:
             self.result["skipped"].append(f"scaling at {a.scale_shape}: out of time")
         self.result["seconds"] = round(time.monotonic() - self.start, 1)
@@ -314,7 +349,7 @@ def _records(run_dir: Path) -> list[dict[str, Any]]:
 
 def _loss_terms(record: dict[str, Any]) -> dict[str, Any]:
     skip = {"time", "peak_mem_gib"}
-    return {k: v for k, v in record.items() if k not in skip}
+    return {k: v for k, v in record.items() if k not in skip and not k.startswith("t_")}
 
 
 def _max_diff(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float | None:
@@ -341,6 +376,10 @@ def speed(records: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
     }
     if peaks:
         out["peak_mem_gib"] = [max(col) for col in zip(*peaks)]
+    phases = sorted({k for r, _ in timed for k in r if k.startswith("t_")})
+    if phases:  # log.timing: the median split of a step (main process)
+        out["split_s"] = {k[2:]: round(statistics.median(r.get(k, 0.0) for r, _ in timed), 3)
+                          for k in phases}  # fmt: skip
     return out
 
 
@@ -407,6 +446,16 @@ def table(result: dict[str, Any], nproc: int) -> str:
                 f"{peak:<18}{_yn(r.get('loss_falls')):<11}{_resume(r):<13}"
                 f"{_yn(r.get('loads_into_1gpu_eval'))}"
             )
+    for key in ("main", "scale"):
+        for name, r in (result.get(key) or {}).items():
+            if r.get("split_s"):
+                split = ", ".join(f"{k} {v:.3f}" for k, v in r["split_s"].items())
+                lines.append(f"  step split {key}/{name}: {split} s")
+    for row in (result.get("allreduce") or {}).get("rows", []):
+        lines.append(
+            f"NCCL all_reduce {row['mib']} MiB {row['dtype']}: {row['ms']:.2f} ms, "
+            f"bus bandwidth {row['busbw_gbs']:.1f} GB/s"
+        )
     transports = sorted({t for runs in (result.get("main") or {}, result.get("scale") or {})
                          for r in runs.values() for t in r.get("nccl_transport", [])})  # fmt: skip
     if transports:
@@ -440,6 +489,33 @@ def _resume(r: dict[str, Any]) -> str:
     return f"1st {_yn(r.get('resume_first_step_exact'))}, {diff:.0e}"
 
 
+def allreduce_worker() -> None:
+    """Under torchrun: time NCCL all_reduce of 64 MiB .. 1 GiB buffers; rank 0 prints rows."""
+    import torch.distributed as dist
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("nccl")
+    for dtype in (torch.float32, torch.bfloat16):
+        for mib in (64, 256, 1024):
+            x = torch.ones(mib * 2**20 // torch.finfo(dtype).bits * 8, dtype=dtype, device="cuda")
+            for _ in range(3):
+                dist.all_reduce(x)
+            torch.cuda.synchronize()
+            reps = 10
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                dist.all_reduce(x)
+            torch.cuda.synchronize()
+            ms = (time.perf_counter() - t0) / reps * 1e3
+            busbw = mib * 2**20 * 2 * (world - 1) / world / (ms / 1e3) / 1e9
+            if rank == 0:
+                row = {"mib": mib, "dtype": str(dtype).split(".")[-1], "ms": round(ms, 3),
+                       "busbw_gbs": round(busbw, 1)}  # fmt: skip
+                print("ALLREDUCE " + json.dumps(row), flush=True)
+    dist.destroy_process_group()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=["tiny", "7b", "13b"], default="tiny")
@@ -456,6 +532,9 @@ def main() -> None:
     parser.add_argument("--eval-batch", type=int, default=8)
     parser.add_argument("--scale-shape", choices=["7b", "13b"], default=None)
     parser.add_argument("--scale-engines", default="fsdp,deepspeed_zero2")
+    parser.add_argument("--scale-steps", type=int, default=None, help="default: --steps")
+    parser.add_argument("--scale-baseline-tps", type=float, default=None,
+                        help="as --baseline-tps, at --scale-shape")  # fmt: skip
     parser.add_argument("--time-budget", type=float, default=540.0, help="seconds for everything")
     parser.add_argument("--min-phase", type=float, default=45.0)
     parser.add_argument("--nccl-debug", action="store_true", help="log NCCL's transports")
@@ -471,8 +550,22 @@ def main() -> None:
         help="sharded eval (its 1-process run is the 1-GPU load check) before the resume checks",
     )
     parser.add_argument("--run-timeout", type=float, default=180.0, help="seconds per process")
+    parser.add_argument("--no-sharded-eval", action="store_true", help="skip the sharded eval")
+    parser.add_argument("--allreduce", action="store_true", help="measure NCCL all_reduce first")
+    parser.add_argument("--allreduce-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--timing", action=argparse.BooleanOptionalAction, default=True,
+        help="log.timing in the runs (step split; synchronises at each phase)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--deterministic", action=argparse.BooleanOptionalAction, default=True,
+        help="the runs' deterministic setting (exact resumes on GPUs need it)",
+    )  # fmt: skip
     parser.add_argument("--out", default=os.environ.get("OUT") or "bench_distributed_out")
     args = parser.parse_args()
+    if args.allreduce_worker:
+        allreduce_worker()
+        return
     cuda = torch.cuda.is_available()
     args.engines = (args.engines or (",".join(ENGINES) if cuda else "ddp")).split(",")
     args.scale_engines = args.scale_engines.split(",")

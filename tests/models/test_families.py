@@ -184,7 +184,7 @@ def test_trainable_set_equals_the_spec(name: str) -> None:
     expected = {
         n
         for n, _ in model.named_parameters()
-        if n.startswith(prefixes) or n == EMBEDDING_PATH + ".weight"
+        if n.startswith(prefixes) or n == EMBEDDING_PATH + ".new_rows.delta"
     }
     assert rest == expected
     assert not any(n.startswith("mask_head.sam.prompt_encoder.") for n in names)  # LISA: frozen

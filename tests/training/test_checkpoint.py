@@ -61,10 +61,11 @@ def test_checkpoint_round_trip_to_inference_model(synth_qa: Path, tmp_path: Path
     manifest = ckpt.read_manifest(result.final_checkpoint)
     assert manifest.step == 1 and manifest.has_resume and manifest.has_base  # random-init backbones
     saved = ckpt.load_file(str(result.final_checkpoint / ckpt.WEIGHTS))
-    embed = "llava.model.language_model.embed_tokens.weight"
-    assert embed + ckpt.ROWS_SUFFIX in saved and embed not in saved  # only the added rows
-    assert saved[embed + ckpt.ROWS_SUFFIX].shape[0] == len(manifest.row_subsets[embed])
-    assert set(manifest.trainable) == {k.removesuffix(ckpt.ROWS_SUFFIX) for k in saved}
+    embed = "llava.model.language_model.embed_tokens"
+    assert embed + ".weight" not in saved  # only the added rows' delta, (n_new, D)
+    assert saved[embed + ".new_rows.delta"].shape[0] == len(recipe.new_token_ids)
+    assert manifest.row_subsets == {}
+    assert set(manifest.trainable) == set(saved)
 
     # The run dir resolves to checkpoints/final; every parameter comes back bit-identical.
     model, processor = ckpt.load_checkpoint(tmp_path / "run", merge_lora=False)

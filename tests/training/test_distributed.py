@@ -13,6 +13,7 @@ import yaml
 
 from partonomy.errors import ConfigError
 from partonomy.io.atomic import read_jsonl_tolerant
+from partonomy.models.core.trainable import EMBEDDING_PATH, set_trainable
 from partonomy.training import checkpoint as ckpt
 from partonomy.training.distributed import (
     DistributedConfig,
@@ -34,9 +35,9 @@ def _torchrun(config: Path, *overrides: str) -> subprocess.CompletedProcess[str]
 
 
 def _curve(run: Path) -> list[dict[str, object]]:
-    """The logged records without their wall-clock time."""
+    """The logged records without their wall-clock times (``time``, ``t_<phase>``)."""
     return [
-        {k: v for k, v in r.items() if k != "time"}
+        {k: v for k, v in r.items() if k != "time" and not k.startswith("t_")}
         for r in read_jsonl_tolerant(run / "train_log.jsonl")
     ]
 
@@ -44,13 +45,23 @@ def _curve(run: Path) -> list[dict[str, object]]:
 def test_two_process_ddp_resumes_exactly_and_loads_into_eval(
     synth_qa: Path, tmp_path: Path
 ) -> None:
+    """LoRA, the new-rows delta and dropout (LoRA's, the span extractor's) in two gloo
+    processes. (accelerate runs FSDP on accelerator devices only: see the FSDP tests below.)"""
+    engine = "ddp"
     run = tmp_path / "run"
-    cfg = tiny_train_overrides(synth_qa, run, max_steps=3, **{"checkpoint.every": 1})
-    config = tmp_path / "ddp.yaml"
+    cfg = tiny_train_overrides(
+        synth_qa,
+        run,
+        max_steps=3,
+        **{"checkpoint.every": 1, "distributed.engine": engine, "log.timing": True},
+    )
+    config = tmp_path / f"{engine}.yaml"
     config.write_text(yaml.safe_dump(cfg))
     proc = _torchrun(config)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "engine ddp, 2 process(es)" in proc.stderr
+    assert f"engine {engine}, 2 process(es)" in proc.stderr
+    records = read_jsonl_tolerant(run / "train_log.jsonl")
+    assert all(r["t_forward"] > 0 and r["t_backward"] > 0 for r in records)  # log.timing
     straight = _curve(run)
     assert [r["step"] for r in straight] == [1, 2, 3]  # rank 0 logs once per step
     assert all(int(r["tokens"]) > 0 for r in straight)  # type: ignore[call-overload]
@@ -135,3 +146,74 @@ def test_deepspeed_config_autocasts_instead_of_casting_the_model() -> None:
     assert cfg["gradient_clipping"] == 1.0
     fp32 = _deepspeed_config(DistributedConfig(), grad_accum=1, micro_batch=1, clip=0.0, bf16=False)
     assert "torch_autocast" not in fp32 and fp32["gradient_clipping"] == 0.0
+
+
+def test_fsdp_units_keep_frozen_weights_apart_from_trained_ones(tmp_path: Path) -> None:
+    """The FSDP wrap policy: frozen bf16 weights and trained fp32 ones never share a flat
+    buffer, so FSDP reduces gradients of the trained parameters only (checked by wrapping a
+    tiny PLUM, LoRA and new-rows delta included, in a one-process gloo group)."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    from partonomy.config import from_dict
+    from partonomy.models.core.family import get_family
+    from partonomy.training.distributed import fsdp_units, fsdp_wrap_policy
+    from partonomy.training.model import master_weights_fp32
+
+    family = get_family("plum")
+    raw = tiny_train_overrides(tmp_path / "qa.json", tmp_path / "run")["model"]
+    raw["llava"]["dtype"] = raw["sam"]["dtype"] = "bfloat16"
+    model, processor = family.build(from_dict(family.config_type, raw))
+    spec = from_dict(family.trainable_type, {"language_model": "lora"})
+    trainable = set_trainable(model, spec, new_token_ids=ckpt.processor_new_token_ids(processor))
+    wrap = DistributedConfig().fsdp_wrap
+    master_weights_fp32(model, trainable, fsdp_wrap=wrap)
+    units = fsdp_units(model, wrap)
+    layers = units[:-1]  # the last is the root
+    assert all(len({p.dtype for p in unit}) == 1 for unit in units)
+    # Every unit but the root is all frozen (the layers, bf16) or all trained (fp32).
+    assert all(len({p.requires_grad for p in unit}) == 1 for unit in layers)
+    frozen = [u for u in layers if not u[0].requires_grad]
+    assert frozen and all(p.dtype == torch.bfloat16 for u in frozen for p in u)
+    trained = [u for u in layers if u[0].requires_grad]
+    assert all(p.dtype == torch.float32 for u in trained for p in u)
+    # The LoRA matrices and the new-rows delta are their own units, not in the layers' buffers.
+    unit_of = {id(p): i for i, u in enumerate(units) for p in u}
+    lora = [p for n, p in model.named_parameters() if ".lora_" in n]
+    assert lora and all(unit_of[id(p)] != len(units) - 1 for p in lora)
+    assert unit_of[id(model.get_submodule(EMBEDDING_PATH).new_rows.delta)] != len(units) - 1
+    # Most trained parameters are outside the root, whose gradient covers all of it.
+    n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for u in trained for p in u) > 0.5 * n_trained
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        wrapped = FullyShardedDataParallel(
+            model,
+            auto_wrap_policy=fsdp_wrap_policy(wrap),
+            use_orig_params=True,
+            device_id=torch.device("cpu"),
+        )
+        flat = [m for m in wrapped.modules() if isinstance(m, FullyShardedDataParallel)]
+        assert len(flat) == len(units)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp_full_shard_trains_on_two_cpu_processes(synth_qa: Path, tmp_path: Path) -> None:
+    """Forward and backward through the recipe's FSDP units with parameters sharded over two
+    gloo processes (``fsdp_cpu_worker.py``): no unit's weight is read outside its forward, the
+    processes agree on the collectives, and the LoRA matrices (their own units) train."""
+    cfg = tiny_train_overrides(synth_qa, tmp_path / "run", **{"distributed.engine": "fsdp"})
+    config = tmp_path / "fsdp.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    worker = Path(__file__).with_name("fsdp_cpu_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--standalone", str(worker), str(config)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("FSDP OK"))
+    loss, lora_b = (float(v) for v in line.split()[2:])
+    assert loss == loss and lora_b > 0  # a finite loss; LoRA's B matrices left zero

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from partonomy.errors import ConfigError
-from partonomy.models.core.trainable import EMBEDDING_PATH, LoraSpec, merge_lora, set_trainable
+from partonomy.models.core.trainable import (
+    EMBEDDING_PATH,
+    LoraSpec,
+    fold_new_rows,
+    merge_lora,
+    set_trainable,
+)
 from partonomy.models.plum.builders import build_plum, tiny_config
 from partonomy.models.plum.trainable import PlumTrainableSpec as TrainableSpec
 from partonomy.training.checkpoint import processor_new_token_ids
@@ -43,7 +49,8 @@ def _expected(model: torch.nn.Module, spec: TrainableSpec) -> set[str]:
         on = spec.language_model == "full" if group == "language_model" else getattr(spec, group)
         if on:
             want.extend(prefixes)
-    embed_on = spec.language_model == "full" or spec.embeddings != "frozen"
+    embed_on = spec.language_model == "full" or spec.embeddings == "full"
+    delta_on = spec.language_model != "full" and spec.embeddings == "new_rows"
     names = set()
     for name, _ in model.named_parameters():
         if (
@@ -52,7 +59,8 @@ def _expected(model: torch.nn.Module, spec: TrainableSpec) -> set[str]:
         ):
             continue
         in_group = any(name.startswith(p + ".") for p in want)
-        is_embedding = embed_on and name.startswith(EMBEDDING_PATH + ".")
+        is_embedding = embed_on and name == EMBEDDING_PATH + ".weight"
+        is_embedding |= delta_on and name == EMBEDDING_PATH + ".new_rows.delta"
         is_adapter = spec.language_model == "lora" and (".lora_A." in name or ".lora_B." in name)
         if in_group or is_embedding or is_adapter:
             names.add(name)
@@ -81,9 +89,9 @@ def test_default_spec_trains_exactly_the_paper_set() -> None:
     ):
         assert not any(n.startswith(frozen) for n in names), frozen
     lm_names = [n for n in names if n.startswith("llava.model.language_model.")]
-    assert set(lm_names) - set(lora) == {EMBEDDING_PATH + ".weight"}
+    assert set(lm_names) - set(lora) == {EMBEDDING_PATH + ".new_rows.delta"}
     # Trained heads.
-    for trained in ("llava.lm_head.weight", EMBEDDING_PATH + ".weight"):
+    for trained in ("llava.lm_head.weight", EMBEDDING_PATH + ".new_rows.delta"):
         assert trained in names
     for prefix in (
         "mask_head.sam.prompt_encoder.",
@@ -118,19 +126,31 @@ def test_other_specs_match_exactly(spec: TrainableSpec) -> None:
     assert set(names) == _expected(model, spec)
 
 
-def test_new_rows_only_added_token_embeddings_change() -> None:
+def test_new_rows_train_through_a_small_delta_only_added_rows_change() -> None:
     model, new_ids = _fresh()
-    set_trainable(model, TrainableSpec(), new_token_ids=new_ids)
-    weight = model.get_submodule(EMBEDDING_PATH).weight
-    before = weight.detach().clone()
-    opt = torch.optim.AdamW([weight], lr=0.1, weight_decay=0.0)
+    names = set_trainable(model, TrainableSpec(), new_token_ids=new_ids)
+    embedding = model.get_submodule(EMBEDDING_PATH)
+    # The gradient (and the data-parallel traffic) is n_new x D, not vocab x D.
+    assert EMBEDDING_PATH + ".weight" not in names
+    assert not embedding.weight.requires_grad
+    delta = embedding.new_rows.delta
+    assert delta.shape == (len(new_ids), embedding.weight.shape[1])
+    before = embedding.weight.detach().clone()
+    opt = torch.optim.AdamW([delta], lr=0.1, weight_decay=0.0)
     ids = torch.tensor([[1, 5, 9, new_ids[0]]])
     for _ in range(2):
-        (model.get_submodule(EMBEDDING_PATH)(ids) ** 2).sum().backward()
+        (embedding(ids) ** 2).sum().backward()
         opt.step()
         opt.zero_grad()
-    changed = (weight.detach() != before).any(dim=1).nonzero().flatten().tolist()
-    assert changed == new_ids  # rows 1, 5, 9 got gradient before the mask, and did not move
+    out = embedding(ids).detach()
+    torch.testing.assert_close(out[0, :3], before[[1, 5, 9]], rtol=0, atol=0)  # untouched rows
+    assert not torch.equal(out[0, 3], before[new_ids[0]])  # the added token's row trained
+    # Folding writes the effective rows into the weight: same embeddings, plain module.
+    assert fold_new_rows(model)
+    assert not hasattr(embedding, "new_rows")
+    torch.testing.assert_close(embedding(ids), out, rtol=0, atol=0)
+    changed = (embedding.weight.detach() != before).any(dim=1).nonzero().flatten().tolist()
+    assert changed == new_ids
 
 
 def test_set_trainable_is_idempotent_and_needs_token_ids() -> None:

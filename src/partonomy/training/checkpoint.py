@@ -375,14 +375,15 @@ def load_checkpoint(
         path: a checkpoint directory, or a run directory (see :func:`resolve_checkpoint`).
         device: where to put the model.
         dtype: cast the model to this dtype after loading (None keeps fp32).
-        merge_lora: fold LoRA adapters into their base weights (faster inference).
+        merge_lora: fold LoRA adapters (and a trained new-rows embedding delta) into their base
+            weights (faster inference).
 
     Returns:
         ``(model, processor)``: a :class:`~partonomy.models.core.model.SegLMM` in eval mode
         and its :class:`~partonomy.models.core.processing.SegProcessor`.
     """
+    from partonomy.models.core.trainable import fold_new_rows, set_trainable
     from partonomy.models.core.trainable import merge_lora as merge
-    from partonomy.models.core.trainable import set_trainable
     from partonomy.training.config import load_train_config
     from partonomy.training.model import build_model
 
@@ -398,6 +399,7 @@ def load_checkpoint(
     load_weights(model, ckpt, manifest)
     if merge_lora:
         merge(model)
+        fold_new_rows(model)
     for param in model.parameters():
         param.requires_grad_(False)
     model.to(device=device)

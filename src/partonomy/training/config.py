@@ -86,10 +86,15 @@ class LogConfig:
         trackers: accelerate trackers (:mod:`partonomy.training.tracking`): ``tensorboard``
             (``<run_dir>/tensorboard``; ``tensorboard --logdir`` it) and/or ``wandb`` (needs the
             wandb package); ``[]`` for none.
+        timing: add each step's time split to its record (``t_data``, ``t_forward``,
+            ``t_backward``, ``t_step``: data, forward + losses, backward (with DDP's gradient
+            all-reduce), clipping + optimiser step; main process). Synchronises the device at
+            each phase, so it slows training a little; for finding where a step's time goes.
     """
 
     every: int = 1
     progress: bool = True
+    timing: bool = False
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
 
     def __post_init__(self) -> None:

@@ -7,8 +7,16 @@ Launch one process per device with ``torchrun`` (``python -m torch.distributed.r
 * ``ddp``: ``find_unused_parameters`` defaults to True because LLaVA reads the second-to-last CLIP
   layer (``vision_feature_layer=-2``), so the last layer's parameters never get a gradient, and a
   batch without spans leaves the SAM decoder unused.
-* ``fsdp``: ``use_orig_params=True`` so frozen and trainable parameters can share a flat unit;
-  decoder layers of the LM and the CLIP encoder are the wrapping units.
+* ``fsdp``: the units are the LM's, CLIP's and SAM's encoder layers (``fsdp_wrap``), the trained
+  leaf ``nn.Linear`` inside them (the LoRA matrices), ``lm_head`` and the new-rows delta
+  (:func:`mark_fsdp_units`): so the layers' units are all frozen (kept in their bf16, no
+  gradient, never reduced) and the LoRA units all fp32. (With the LoRA matrices inside the
+  layers' flat buffers, FSDP allocates and reduces a gradient for the whole model: 31 GB of fp32
+  at 7B.) Everything else (embeddings, SAM's neck, prompt encoder and mask decoder, the family's
+  heads) is the root unit, gathered once for the whole forward. Only modules that every process
+  calls the same number of times, and that their owner calls rather than reads, can be units:
+  the heads run per mask (a batch without spans skips them, so processes would disagree on the
+  collectives), and transformers' SAM reads some embeddings' ``.weight`` without calling them.
 * ``deepspeed_zero2``: needs the optional extra ``pip install partonomy[deepspeed]``; imported lazily.
   Gradient clipping and accumulation are handed to DeepSpeed's config.
 
@@ -46,7 +54,7 @@ class DistributedConfig:
     engine: Engine = "ddp"
     find_unused_parameters: bool = True
     fsdp_sharding: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD"] = "FULL_SHARD"
-    fsdp_wrap: tuple[str, ...] = ("LlamaDecoderLayer", "CLIPEncoderLayer")
+    fsdp_wrap: tuple[str, ...] = ("LlamaDecoderLayer", "CLIPEncoderLayer", "SamVisionLayer")
     deepspeed_offload_optimizer: bool = False
     timeout_minutes: int = 30
 
@@ -165,18 +173,86 @@ def make_accelerator(
             )
         )
         kwargs["mixed_precision"] = "no"  # bf16 through torch_autocast (see _deepspeed_config)
-    elif cfg.engine == "fsdp" and torch.cuda.is_available() and not cpu:
+    elif cfg.engine == "fsdp":
         from accelerate.utils import FullyShardedDataParallelPlugin
 
         kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(
             sharding_strategy=cfg.fsdp_sharding,
-            auto_wrap_policy="transformer_based_wrap",
-            transformer_cls_names_to_wrap=list(cfg.fsdp_wrap),
+            auto_wrap_policy=fsdp_wrap_policy(cfg.fsdp_wrap),
             use_orig_params=True,
             state_dict_type="FULL_STATE_DICT",
-            sync_module_states=True,
+            # The builders initialise every process alike (model.seed); the broadcast is a
+            # safeguard where accelerate supports it (it needs an accelerator device).
+            sync_module_states=torch.cuda.is_available() and not cpu,
         )
     return Accelerator(**kwargs)
+
+
+FSDP_UNIT = "_partonomy_fsdp_unit"
+"""Attribute that :func:`mark_fsdp_units` sets on the modules besides the layer classes that
+become FSDP units."""
+
+
+def mark_fsdp_units(model: torch.nn.Module, class_names: tuple[str, ...]) -> int:
+    """Flag the trained leaf ``nn.Linear`` modules inside the ``class_names`` layers (the LoRA
+    matrices), a trained ``llava.lm_head`` and the new-rows delta as FSDP units (see the module
+    docstring); call after :func:`~partonomy.models.core.trainable.set_trainable`. Returns how
+    many were flagged."""
+    from partonomy.models.core.trainable import NewRowsDelta
+
+    def trained_leaf_linear(module: torch.nn.Module) -> bool:
+        # Exactly nn.Linear: nn.MultiheadAttention reads its out_proj (a subclass) uncalled.
+        leaf = type(module) is torch.nn.Linear and not list(module.children())
+        return leaf and any(p.requires_grad for p in module.parameters(recurse=False))
+
+    names = frozenset(class_names)
+    flagged: list[torch.nn.Module] = []
+    for module in model.modules():
+        if type(module).__name__ in names:
+            flagged += [m for m in module.modules() if trained_leaf_linear(m)]
+        elif isinstance(module, NewRowsDelta):
+            flagged.append(module)
+    head = getattr(getattr(model, "llava", None), "lm_head", None)
+    if isinstance(head, torch.nn.Module) and trained_leaf_linear(head):
+        flagged.append(head)
+    for module in flagged:
+        setattr(module, FSDP_UNIT, True)
+    return len(flagged)
+
+
+def fsdp_wrap_policy(class_names: tuple[str, ...]) -> Any:
+    """FSDP auto-wrap policy: a module of one of ``class_names`` or one that
+    :func:`mark_fsdp_units` flagged is a unit (see the module docstring)."""
+    names = frozenset(class_names)
+
+    def policy(module: torch.nn.Module, recurse: bool, nonwrapped_numel: int) -> bool:
+        if recurse:
+            return True
+        return type(module).__name__ in names or getattr(module, FSDP_UNIT, False)
+
+    return policy
+
+
+def fsdp_units(
+    model: torch.nn.Module, class_names: tuple[str, ...]
+) -> list[list[torch.nn.Parameter]]:
+    """The parameters of each FSDP unit :func:`fsdp_wrap_policy` will make (the root's last):
+    a unit holds its modules' parameters except those of nested units."""
+    policy = fsdp_wrap_policy(class_names)
+    units: list[list[torch.nn.Parameter]] = []
+
+    def collect(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+        own = list(module.parameters(recurse=False))
+        for child in module.children():
+            params = collect(child)
+            if policy(child, False, 0):
+                units.append(params)
+            else:
+                own.extend(params)
+        return own
+
+    units.append(collect(model))
+    return units
 
 
 def engine_in_use(accelerator: Any) -> str:

@@ -29,39 +29,53 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from partonomy.config import to_dict
 from partonomy.data.sample import TrainingSample
 from partonomy.errors import ConfigError
-from partonomy.io.atomic import JsonlAppender, atomic_write_text, read_jsonl_tolerant
+from partonomy.io.atomic import atomic_write_text
 from partonomy.models.core.family import get_family
 from partonomy.models.core.losses import compute_losses, resolve_weights, teacher_hidden_states
-from partonomy.models.core.trainable import EMBEDDING_PATH, set_trainable
+from partonomy.models.core.trainable import set_trainable
 from partonomy.training import checkpoint as ckpt
 from partonomy.training.batches import Batches, touch_outputs
 from partonomy.training.config import TrainConfig, dump_train_config
 from partonomy.training.data import load_samples
 from partonomy.training.distributed import engine_autocast, engine_in_use, make_accelerator
-from partonomy.training.model import build_model, random_init_backbone
+from partonomy.training.engine_state import full_params, load_optimizer, save_optimizer
+from partonomy.training.model import (
+    build_model,
+    embedding_row_subsets,
+    init_from_checkpoint,
+    master_weights_fp32,
+    random_init_backbone,
+)
+from partonomy.training.resume import (
+    FINAL,
+    check_same_model,
+    check_same_trainable,
+    check_same_world,
+    resume_source,
+    truncate_log,
+)
 from partonomy.training.sampler import BatchPlan
 from partonomy.training.schedule import build_optimizer, build_scheduler
 from partonomy.training.speed import TrainingSpeed
+from partonomy.training.step_log import StepLog
+from partonomy.training.step_stats import PhaseTimer, reduce_mean, step_usage
 from partonomy.training.tracking import TrainTrackers
-from partonomy.training.validation import example_overlays, maybe_validate
+from partonomy.training.validation import maybe_validate
 
 log = logging.getLogger(__name__)
 
 LOG_FILE = "train_log.jsonl"
 CONFIG_FILE = "config.yaml"
-FINAL = "final"
 
 
 @dataclass
@@ -138,8 +152,8 @@ class TrainRecipe:
         self.rank, self.world = acc.process_index, acc.num_processes
         self.is_main = acc.is_main_process
         if cfg.distributed.engine == "fsdp" and engine_in_use(acc) != "fsdp" and self.world > 1:
-            log.warning("FSDP needs CUDA devices; running DDP on this machine instead")
-        resume_from = self._resume_source()
+            log.warning("accelerate did not enable FSDP; running DDP instead")
+        resume_from = resume_source(cfg, self.ckpt_dir)
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -152,48 +166,21 @@ class TrainRecipe:
         torch.manual_seed(cfg.seed + self.rank)
         self.new_token_ids = ckpt.processor_new_token_ids(self.processor)
         self.trainable = set_trainable(model, cfg.trainable, new_token_ids=self.new_token_ids)
-        # Trained parameters are fp32 master weights (bf16 compute comes from autocast or the
-        # engine's mixed precision); the frozen ones keep the config's dtype. FSDP flattens frozen
-        # and trained parameters of a layer into one buffer, which needs a single dtype: there
-        # the whole model is fp32 and FSDP's mixed precision all-gathers it in bf16.
-        uniform = engine_in_use(acc) == "fsdp"
-        for name, param in model.named_parameters():
-            if (uniform or name in self.trainable) and param.dtype != torch.float32:
-                param.data = param.data.float()
-        embed_name = EMBEDDING_PATH + ".weight"
-        lm_full = cfg.trainable.language_model == "full"
-        self.row_subsets: dict[str, list[int]] = (
-            {embed_name: self.new_token_ids}
-            if cfg.trainable.embeddings == "new_rows"
-            and not lm_full
-            and embed_name in self.trainable
-            else {}
+        fsdp = engine_in_use(acc) == "fsdp"
+        master_weights_fp32(
+            model, self.trainable, fsdp_wrap=cfg.distributed.fsdp_wrap if fsdp else None
         )
+        self.row_subsets = embedding_row_subsets(cfg, self.trainable, self.new_token_ids)
         if cfg.gradient_checkpointing:
             model.llava.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
         if cfg.init_from is not None and resume_from is None:
-            source = ckpt.resolve_checkpoint(cfg.init_from)
-            skipped = ckpt.load_weights(model, source, strict=False)
-            log.info("initialised from %s", source)
-            if skipped:
-                log.warning(
-                    "init_from %s: %d saved tensor(s) are not in this model and were skipped "
-                    "(e.g. %s)",
-                    source,
-                    len(skipped),
-                    skipped[0],
-                )
+            init_from_checkpoint(model, cfg.init_from)
         if resume_from is not None:
-            self._check_same_model(resume_from)
-            manifest = ckpt.read_manifest(resume_from)
-            if manifest.trainable != self.trainable:
-                raise ConfigError(
-                    f"{resume_from}: its trainable parameters differ from this config's "
-                    "(the 'trainable' or 'model' section changed); resume with the same config"
-                )
-            ckpt.load_weights(model, resume_from, manifest)
+            check_same_model(resume_from, cfg)
+            check_same_trainable(resume_from, self.trainable)
+            ckpt.load_weights(model, resume_from)
         model.train()
         self.speed = TrainingSpeed(cfg.speed, model, acc.device)  # issue 12: opt-in speed paths
 
@@ -223,7 +210,7 @@ class TrainRecipe:
         self.engine = engine_in_use(acc)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if resume_from is not None:
-            self._restore_state(resume_from)
+            self.restore_state(resume_from)
         elif self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / LOG_FILE).unlink(missing_ok=True)
@@ -240,53 +227,19 @@ class TrainRecipe:
             cfg.max_steps,
         )
 
-    def _resume_source(self) -> Path | None:
-        cfg = self.cfg
-        existing = ckpt.list_checkpoints(self.ckpt_dir)
-        final = self.ckpt_dir / FINAL
-        if cfg.resume is None:
-            if existing or (final / ckpt.MANIFEST).exists():
-                raise ConfigError(
-                    f"{self.run_dir} already holds checkpoints: pass resume=auto to continue that "
-                    "run, or choose another run_dir"
-                )
-            return None
-        if cfg.resume == "auto":
-            candidates = [p for _, p in existing if (p / ckpt.RESUME).exists()]
-            if (final / ckpt.RESUME).exists():
-                candidates.append(final)
-            if not candidates:
-                return None
-            return max(candidates, key=lambda p: ckpt.read_manifest(p).step)
-        path = ckpt.resolve_checkpoint(cfg.resume)
-        if not (path / ckpt.RESUME).exists():
-            raise ConfigError(f"resume={cfg.resume}: {path} holds no resume state")
-        return path
-
-    def _restore_state(self, path: Path) -> None:
+    def restore_state(self, path: Path) -> None:
+        """Continue from checkpoint ``path``: optimiser, schedule position, step, data position,
+        every process's RNG state; drop the stopped run's log records after that step."""
         state = ckpt.read_resume(path)
-        if state["world_size"] != self.world:
-            raise ConfigError(
-                f"{path} was written by {state['world_size']} process(es); resume with the same "
-                f"number (this run has {self.world})"
-            )
-        if self.engine == "deepspeed":
-            self.model.load_checkpoint(
-                str(path / ckpt.ENGINE_STATE),
-                tag="state",
-                load_module_strict=False,
-                load_optimizer_states=True,
-                load_lr_scheduler_states=False,
-            )
-        elif self.engine == "fsdp":
-            from accelerate.utils import load_fsdp_optimizer
-
-            plugin = self.accelerator.state.fsdp_plugin
-            load_fsdp_optimizer(
-                plugin, self.accelerator, self.optimizer, self.model, str(path / ckpt.ENGINE_STATE)
-            )
-        else:
-            self.optimizer.load_state_dict(state["optimizer"])
+        check_same_world(path, state, self.world)
+        load_optimizer(
+            self.engine,
+            self.accelerator,
+            self.model,
+            self.optimizer,
+            path / ckpt.ENGINE_STATE,
+            state.get("optimizer"),
+        )
         # Keep this config's schedule function (a changed max_steps extends the decay); take
         # only the position (last step, base rates) from the checkpoint.
         scheduler_state = dict(state["scheduler"])
@@ -295,40 +248,9 @@ class TrainRecipe:
         self.step = int(state["step"])
         self.data_pos = int(state["data_position"])
         ckpt.restore_rng(path, self.rank)
-        if self.is_main:  # drop log records written after this checkpoint by the stopped run
-            logfile = self.run_dir / LOG_FILE
-            kept = [r for r in read_jsonl_tolerant(logfile) if r.get("step", 0) <= self.step]
-            logfile.unlink(missing_ok=True)
-            with JsonlAppender(logfile) as out:
-                for record in kept:
-                    out.write(record)
+        if self.is_main:
+            truncate_log(self.run_dir / LOG_FILE, self.step)
         log.info("resumed from %s at step %d", path, self.step)
-
-    def _check_same_model(self, checkpoint: Path) -> None:
-        """Refuse to resume ``checkpoint`` when its ``model`` section differs from this config's.
-
-        Paths of pretrained weights and tokenizers are not compared: they are locations that
-        legitimately change between machines (a wrong file still fails on tensor shapes).
-
-        Raises:
-            ConfigError: naming each differing ``model.*`` key with both values.
-        """
-        from partonomy.config import to_dict
-        from partonomy.training.config import load_train_config
-
-        saved = _flatten(to_dict(load_train_config(checkpoint / ckpt.CONFIG).model), "model")
-        now = _flatten(to_dict(self.cfg.model), "model")
-        changed = [
-            f"{key}: {saved.get(key)!r} -> {now.get(key)!r}"
-            for key in sorted(saved.keys() | now.keys())
-            if saved.get(key) != now.get(key) and key.rsplit(".", 1)[-1] not in _LOCATION_KEYS
-        ]
-        if changed:
-            raise ConfigError(
-                f"{checkpoint} was trained with another model config ({'; '.join(changed)}). "
-                "Resume with the checkpoint's config, or train into a new run_dir (the "
-                f"quickstart: a new --out) or delete {self.run_dir}"
-            )
 
     # ----------------------------------------------------------------------------------- data
     def next_batch(self) -> Any:
@@ -342,42 +264,39 @@ class TrainRecipe:
         """The loop: forward -> loss terms -> backward -> step -> log, until ``max_steps``."""
         cfg, acc = self.cfg, self.accelerator
         unwrapped = acc.unwrap_model(self.model)
-        records: list[dict[str, Any]] = []
-        bar = tqdm(
-            total=cfg.max_steps,
+        steps = StepLog(
+            self.run_dir / LOG_FILE,
+            every=cfg.log.every,
+            shown=[k for k in self.log_terms if k == "total" or self.weights[k] > 0],
+            trackers=(
+                TrainTrackers(
+                    cfg.log.trackers, self.run_dir, config=to_dict(cfg), loss_terms=self.log_terms
+                )
+                if self.is_main and cfg.log.trackers
+                else None
+            ),
             initial=self.step,
-            desc="train",
-            unit="step",
-            disable=not (self.is_main and cfg.log.progress),
-            dynamic_ncols=True,
+            total=cfg.max_steps,
+            progress=cfg.log.progress,
+            active=self.is_main,
         )
-        logfile = JsonlAppender(self.run_dir / LOG_FILE) if self.is_main else None
-        if logfile is not None:
-            logfile.open()
-        trackers = (
-            TrainTrackers(
-                cfg.log.trackers,
-                self.run_dir,
-                config=to_dict(cfg),
-                loss_terms=self.log_terms,
-            )
-            if self.is_main and cfg.log.trackers
-            else None
-        )
+        timer = PhaseTimer(acc.device, cfg.log.timing)
         start = time.perf_counter()
         target = cfg.max_steps if cfg.stop_after is None else min(cfg.max_steps, cfg.stop_after)
         last: Path | None = None
         try:
             while self.step < target:
                 sums = dict.fromkeys(self.log_terms, 0.0)
-                n_masks, grad_norm = 0, float("nan")
+                n_masks, norm = 0, None
                 lr = self.scheduler.get_last_lr()[0]
-                tokens = 0
+                tokens = torch.zeros((), dtype=torch.long, device=acc.device)
                 if acc.device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(acc.device)
+                timer.start()
                 for _ in range(cfg.grad_accum):
                     batch = self.next_batch()
-                    tokens += int(batch.attention_mask.sum())
+                    tokens += batch.attention_mask.sum()  # no host sync until the step's end
+                    timer.mark("data")
                     with acc.accumulate(self.model), self.speed.kernels():
                         output = self.model(batch, span_source=cfg.span_source, lm_rows="labelled")
                         with self.autocast():
@@ -395,19 +314,22 @@ class TrainRecipe:
                             teacher_hidden=teacher,
                             dice_scale=cfg.loss.dice_scale,
                         )
+                        timer.mark("forward")
                         acc.backward(losses.total + touch_outputs(output))
+                        timer.mark("backward")
                         if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
                             norm = acc.clip_grad_norm_(self.params, cfg.optim.max_grad_norm)
-                            grad_norm = float(norm) if norm is not None else float("nan")
                         self.optimizer.step()
                         self.optimizer.zero_grad(set_to_none=True)
+                        timer.mark("step")
                     for name, value in losses.as_floats().items():
                         sums[name] += value / cfg.grad_accum
                     n_masks += losses.n_masks
                 self.scheduler.step()  # once per optimiser step (the original stepped twice)
                 self.step += 1
-                means = self._reduce(sums)
-                usage = self._usage(tokens)
+                means = reduce_mean(acc, sums)
+                usage = step_usage(acc, int(tokens))
+                grad_norm = float(norm) if norm is not None else float("nan")
                 if not math.isfinite(means["total"]):
                     raise FloatingPointError(
                         f"step {self.step}: the loss is {means['total']} (lower optim.lr, or check "
@@ -422,16 +344,9 @@ class TrainRecipe:
                     "epoch": round(self.plan.epoch_of(self.data_pos), 4),
                     "time": round(time.perf_counter() - start, 3),
                     **usage,
+                    **timer.record(),
                 }
-                if self.is_main:
-                    records.append(record)
-                    if logfile is not None and self.step % cfg.log.every == 0:
-                        logfile.write(record)
-                        if trackers is not None:
-                            trackers.log_step(record)
-                    shown = [k for k in self.log_terms if k == "total" or self.weights[k] > 0]
-                    bar.set_postfix({k: f"{means[k]:.3f}" for k in shown}, refresh=False)
-                    bar.update(1)
+                steps.step(record)
                 every = cfg.checkpoint.every
                 periodic = bool(every) and self.step % every == 0
                 if self.step < cfg.max_steps and (periodic or self.step == target):
@@ -447,60 +362,26 @@ class TrainRecipe:
                     is_main=self.is_main,
                     device=acc.device,
                 )
-                if validated is not None and trackers is not None:
-                    trackers.log_validation(
-                        self.step,
-                        validated.metrics,
-                        example_overlays(cfg.validation, self.run_dir, self.step),
-                    )
+                if validated is not None:
+                    steps.validation(self.step, validated.metrics, cfg.validation, self.run_dir)
             if self.step >= cfg.max_steps:
                 last = self.save_checkpoint(FINAL)
             elif last is None:  # stop_after was already reached by the run we resumed
                 last = self.save_checkpoint(ckpt.step_dir_name(self.step))
         finally:
-            bar.close()
-            if logfile is not None:
-                logfile.close()
-            if trackers is not None:
-                trackers.close()
+            steps.close()
         assert last is not None  # the loop above always saves one
         return TrainResult(
             run_dir=self.run_dir,
             final_checkpoint=last,
             steps=self.step,
-            records=records,
+            records=steps.records,
             seconds=time.perf_counter() - start,
         )
 
     def autocast(self) -> Any:
         """bf16 autocast for forwards outside the engine (see ``engine_autocast``)."""
         return engine_autocast(self.accelerator, self.cfg.precision)
-
-    def _usage(self, tokens: int) -> dict[str, Any]:
-        """``tokens``: LM tokens (attention-mask ones) of this step over all processes;
-        ``peak_mem_gib``: each process's peak allocated GPU memory during the step (GPUs only)."""
-        usage: dict[str, Any] = {"tokens": tokens}
-        cuda = self.accelerator.device.type == "cuda"
-        if self.world == 1:
-            if cuda:
-                usage["peak_mem_gib"] = [round(torch.cuda.max_memory_allocated() / 2**30, 2)]
-            return usage
-        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
-        local = torch.tensor([float(tokens), peak], device=self.accelerator.device)
-        gathered = self.accelerator.gather(local[None]).reshape(-1, 2).tolist()
-        usage["tokens"] = int(sum(row[0] for row in gathered))
-        if cuda:
-            usage["peak_mem_gib"] = [round(row[1], 2) for row in gathered]
-        return usage
-
-    def _reduce(self, values: dict[str, float]) -> dict[str, float]:
-        """Mean of each loss term over processes (identity for one process)."""
-        if self.world == 1:
-            return values
-        keys = list(values)
-        tensor = torch.tensor([values[k] for k in keys], device=self.accelerator.device)
-        tensor = self.accelerator.reduce(tensor, reduction="mean")
-        return {k: float(v) for k, v in zip(keys, tensor.tolist())}
 
     # ----------------------------------------------------------------------------- checkpoint
     def save_checkpoint(self, name: str) -> Path:
@@ -515,7 +396,7 @@ class TrainRecipe:
         save_base = cfg.checkpoint.save_base == "always" or (
             cfg.checkpoint.save_base == "auto" and random_init_backbone(cfg)
         )
-        with self._full_params() as params:
+        with full_params(self.engine, acc, self.model) as params:
             if self.is_main:
                 ckpt.begin(path)
                 ckpt.write_model_files(
@@ -528,6 +409,10 @@ class TrainRecipe:
                     save_base=save_base,
                     has_resume=True,
                 )
+        acc.wait_for_everyone()  # rank 0 created tmp
+        optimizer_state = save_optimizer(
+            self.engine, acc, self.model, self.optimizer, tmp / ckpt.ENGINE_STATE
+        )
         if self.is_main:
             state: dict[str, Any] = {
                 "step": self.step,
@@ -535,21 +420,10 @@ class TrainRecipe:
                 "world_size": self.world,
                 "scheduler": self.scheduler.state_dict(),
             }
-            if self.engine not in ("fsdp", "deepspeed"):
-                state["optimizer"] = self.optimizer.state_dict()
+            if optimizer_state is not None:
+                state["optimizer"] = optimizer_state
             ckpt.write_resume(tmp, state)
-        acc.wait_for_everyone()
         ckpt.write_rng(tmp, self.rank)
-        if self.engine == "deepspeed":
-            self.model.save_checkpoint(
-                str(tmp / ckpt.ENGINE_STATE), tag="state", exclude_frozen_parameters=True
-            )
-        elif self.engine == "fsdp":
-            from accelerate.utils import save_fsdp_optimizer
-
-            save_fsdp_optimizer(
-                acc.state.fsdp_plugin, acc, self.optimizer, self.model, str(tmp / ckpt.ENGINE_STATE)
-            )
         acc.wait_for_everyone()
         if self.is_main:
             ckpt.commit(tmp, path)
@@ -557,24 +431,6 @@ class TrainRecipe:
                 ckpt.prune(self.ckpt_dir, cfg.checkpoint.keep_last)
         acc.wait_for_everyone()
         return path
-
-    @contextmanager
-    def _full_params(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Every parameter, whole, by its name in the unwrapped model (rank 0 reads them).
-
-        DDP and ZeRO-2 keep whole parameters in every process. FSDP holds shards: they are
-        gathered onto rank 0's GPU for the duration of the block (a collective, so every rank
-        enters it), and only what the checkpoint writes is copied to the host.
-        """
-        if self.engine != "fsdp":
-            yield dict(self.accelerator.unwrap_model(self.model).named_parameters())
-            return
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
-        with FullyShardedDataParallel.summon_full_params(
-            self.model, writeback=False, rank0_only=True
-        ):
-            yield {_clean_fsdp_name(n): p for n, p in self.model.named_parameters()}
 
     # -------------------------------------------------------------------------------- cleanup
     def cleanup(self) -> None:
@@ -596,26 +452,3 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         return recipe.train()
     finally:
         recipe.cleanup()
-
-
-_LOCATION_KEYS = frozenset({"pretrained", "tokenizer"})
-_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
-
-
-def _clean_fsdp_name(name: str) -> str:
-    """A parameter name without FSDP's (and activation checkpointing's) wrapper prefixes."""
-    for prefix in _WRAPPER_PREFIXES:
-        name = name.replace(prefix, "")
-    return name
-
-
-def _flatten(data: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"prefix.a.b": 1}`` (lists and scalars are leaves)."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}.{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name))
-        else:
-            flat[name] = value
-    return flat

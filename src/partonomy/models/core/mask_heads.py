@@ -156,11 +156,38 @@ class SamMaskHead(MaskHead):
         ``(h_in, w_in)``), upsample to ``(H, W)``.
         """
         side = self.input_size
-        x = F.interpolate(
-            low_res[:, None].float(), (side, side), mode="bilinear", align_corners=False
-        )
+        x = bilinear_resize(low_res.float(), (side, side))
         x = x[..., : int(input_size[0]), : int(input_size[1])]
-        x = F.interpolate(
-            x, tuple(int(s) for s in original_size), mode="bilinear", align_corners=False
-        )
-        return x[:, 0]
+        return bilinear_resize(x, (int(original_size[0]), int(original_size[1])))
+
+
+def bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.interpolate(mode="bilinear", align_corners=False)`` of ``x`` (n, h, w) to ``size``.
+
+    CUDA's bilinear backward adds into the input gradient with atomics, so it is not
+    reproducible; under ``torch.use_deterministic_algorithms`` (training's ``deterministic``)
+    a CUDA tensor that needs a gradient is resized as ``R_h @ x @ R_w^T`` with the same
+    interpolation weights instead (matrix products are deterministic; equal to 1e-5 relative).
+    """
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    if not (deterministic and x.is_cuda and x.requires_grad):
+        return F.interpolate(x[:, None], size, mode="bilinear", align_corners=False)[:, 0]
+    rows = _interpolation_matrix(x.shape[-2], size[0], x.device)
+    cols = _interpolation_matrix(x.shape[-1], size[1], x.device)
+    return rows @ x @ cols.T
+
+
+def _interpolation_matrix(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
+    """(n_out, n_in) fp32 weights of 1-D linear interpolation, half-pixel centres, edges clamped
+    (PyTorch's ``align_corners=False``)."""
+    scale = torch.tensor(n_in / n_out, dtype=torch.float32)
+    dst = torch.arange(n_out, dtype=torch.float32)
+    src = ((dst + 0.5) * scale - 0.5).clamp(min=0)
+    lo = src.floor().long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    frac = src - lo.float()
+    out = torch.zeros(n_out, n_in, dtype=torch.float32)
+    row = torch.arange(n_out)
+    out.index_put_((row, lo), 1 - frac, accumulate=True)
+    out.index_put_((row, hi), frac, accumulate=True)
+    return out.to(device)

@@ -8,7 +8,9 @@ published recipe. Shared defaults (LISA's recipe, which PLUM and GLaMM kept, ref
 * trained: LoRA adapters (r 8, alpha 16, dropout 0.05, on ``q_proj``/``v_proj``) in the language
   model only; ``lm_head``; the embedding **rows of the added tokens** (``<image>``, ``<im_start>``,
   ``<im_end>``, ``[SEG]``...; the originals trained the whole matrix, we keep the pretrained rows
-  fixed with a gradient mask); SAM's mask decoder.
+  fixed: a small trained :class:`NewRowsDelta` is added to those rows' embeddings, so the gradient,
+  the optimiser state and the data-parallel traffic are ``n_new x D``, not ``vocab x D``);
+  SAM's mask decoder.
 * frozen: the vision tower, the multimodal projector, SAM's image encoder, the language model's
   base weights, and SAM's random-Fourier positional matrix (``shared_image_embedding``; a
   fixed buffer in the original SAM, a parameter in transformers' port).
@@ -28,10 +30,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from partonomy.errors import ConfigError
 
@@ -61,6 +64,9 @@ EMBEDDING_PATH = "llava.model.language_model.embed_tokens"
 """The input-embedding module, governed by :attr:`TrainableSpec.embeddings`."""
 
 _ROW_MASK_HANDLE = "_partonomy_row_mask_handle"
+NEW_ROWS = "new_rows"
+"""Child of the input embedding holding the :class:`NewRowsDelta` (``embeddings: new_rows``)."""
+_NEW_ROWS_HOOK = "_partonomy_new_rows_hook"
 
 
 ALL_LINEAR = "all-linear"
@@ -184,6 +190,95 @@ def merge_lora(model: nn.Module) -> int:
     return n
 
 
+class NewRowsDelta(nn.Module):
+    """The trained change of the added tokens' embedding rows (``embeddings: new_rows``).
+
+    Attached to the (frozen) input embedding as its child ``new_rows``; a forward hook adds
+    ``delta[k]`` to the embedding of every position holding ``ids[k]``. The embedding's effective
+    row for ``ids[k]`` is ``weight[ids[k]] + delta[k]`` (:meth:`fold` writes it into the weight).
+    ``delta`` starts at zero, so the model's function is unchanged until it trains, and with AdamW
+    its updates are the ones the rows themselves would get (weight decay aside: it shrinks the
+    delta, not the row).
+
+    Args:
+        ids: the token ids of the trained rows.
+        vocab: rows of the embedding.
+        dim: embedding width.
+    """
+
+    def __init__(self, ids: Sequence[int], vocab: int, dim: int) -> None:
+        super().__init__()
+        device = torch.get_default_device()
+        self.delta = nn.Parameter(torch.zeros(len(ids), dim, device=device))  # fp32, (n_new, D)
+        row_of = torch.full((vocab,), -1, dtype=torch.long, device=device)
+        row_of[torch.as_tensor(list(ids), dtype=torch.long, device=device)] = torch.arange(
+            len(ids), device=device
+        )
+        # Not in the state dict: it is derived from the ids (the vocab x int64 map is 256 KB
+        # for LLaMA's 32k tokens).
+        self.row_of: torch.Tensor
+        self.ids: torch.Tensor
+        self.register_buffer("row_of", row_of, persistent=False)
+        self.register_buffer("ids", torch.as_tensor(list(ids), device=device), persistent=False)
+
+    def forward(self, input_ids: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        """``embeds`` (..., D) for ``input_ids`` (...) with the delta added at the new tokens.
+
+        No host synchronisation: the sum is taken everywhere and kept where a new token is.
+        """
+        rows = self.row_of.to(input_ids.device)[input_ids]
+        hit = (rows >= 0).unsqueeze(-1)
+        delta = F.embedding(rows.clamp(min=0), self.delta)
+        return torch.where(hit, embeds.float() + delta, embeds.float()).to(embeds.dtype)
+
+    @torch.no_grad()
+    def fold(self, weight: torch.Tensor) -> None:
+        """Add the delta into ``weight``'s rows and zero it (same function, plain embedding)."""
+        ids = self.ids.to(weight.device)
+        weight[ids] = (weight[ids].float() + self.delta.to(weight.device)).to(weight.dtype)
+        self.delta.zero_()
+
+
+def _new_rows_hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+    # The child is looked up at call time: an engine (FSDP) may have wrapped it since.
+    return module.get_submodule(NEW_ROWS)(args[0], output)  # type: ignore[no-any-return]
+
+
+def attach_new_rows(embedding: nn.Embedding, ids: Sequence[int]) -> NewRowsDelta:
+    """Give ``embedding`` a zero :class:`NewRowsDelta` for ``ids`` (replacing an earlier one)."""
+    detach_new_rows(embedding)
+    vocab, dim = embedding.weight.shape
+    with torch.device(embedding.weight.device):
+        delta = NewRowsDelta(ids, vocab, dim)
+    embedding.add_module(NEW_ROWS, delta)
+    setattr(embedding, _NEW_ROWS_HOOK, embedding.register_forward_hook(_new_rows_hook))
+    return delta
+
+
+def detach_new_rows(embedding: nn.Module) -> None:
+    """Remove the :class:`NewRowsDelta` (unfolded) and its hook, if any."""
+    handle = getattr(embedding, _NEW_ROWS_HOOK, None)
+    if handle is not None:
+        handle.remove()
+        setattr(embedding, _NEW_ROWS_HOOK, None)
+    if NEW_ROWS in embedding._modules:
+        del embedding._modules[NEW_ROWS]
+
+
+def fold_new_rows(model: nn.Module) -> bool:
+    """Fold the input embedding's :class:`NewRowsDelta` into its weight and drop it (for
+    inference). Returns whether there was one."""
+    if _absent(model, EMBEDDING_PATH):
+        return False
+    embedding = _submodule(model, EMBEDDING_PATH)
+    delta = embedding._modules.get(NEW_ROWS)
+    if not isinstance(delta, NewRowsDelta):
+        return False
+    delta.fold(embedding.weight)  # type: ignore[arg-type]
+    detach_new_rows(embedding)
+    return True
+
+
 def _register_row_mask(embedding: nn.Embedding, rows: Sequence[int]) -> None:
     """Zero the embedding gradient outside ``rows``; with AdamW and no weight decay the other rows
     then never change (their moments stay 0, so their update is exactly 0)."""
@@ -248,6 +343,7 @@ def set_trainable(
     prefixes = trainable_prefixes(spec)
     embedding = _submodule(model, EMBEDDING_PATH)
     _clear_row_mask(embedding)
+    detach_new_rows(embedding)
     embeddings = "full" if spec.language_model == "full" else spec.embeddings
     if embeddings != "frozen":
         prefixes.append(EMBEDDING_PATH)
@@ -278,8 +374,14 @@ def set_trainable(
             )
         lm_head = _submodule(model, "llava.lm_head")
         tied = getattr(lm_head, "weight", None) is embedding.weight  # type: ignore[union-attr]
-        if not (tied and spec.lm_head):  # a tied, trained lm_head trains every row anyway
+        if tied and not spec.lm_head:
+            # The rows are also the output layer's: a delta on the input side would not reach
+            # it, so the shared matrix trains with its other rows' gradients masked.
             _register_row_mask(embedding, list(ids))  # type: ignore[arg-type]
+        elif not tied:
+            embedding.weight.requires_grad_(False)  # type: ignore[union-attr]
+            attach_new_rows(embedding, list(ids))  # type: ignore[arg-type]
+        # (tied and a trained lm_head: every row trains anyway)
 
     names = sorted(n for n, p in model.named_parameters() if p.requires_grad)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
