@@ -33,8 +33,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from partonomy.models.convert.common import Route, Sizes, SourceLayout, convert_checkpoint
+from partonomy.models.convert.common import Route, Sizes, SourceLayout
 from partonomy.models.convert.lisa import SEG, TEXT_FCS, backbones, route_llava, seg_prompts
+from partonomy.models.convert.writer import convert_checkpoint
 
 SAM_PREFIX = "model.grounding_encoder."
 REGION_PREFIX = "model.region_encoder."

@@ -34,7 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from partonomy.models.convert.common import Route, Sizes, SourceLayout, convert_checkpoint
+from partonomy.models.convert.common import Route, Sizes, SourceLayout
+from partonomy.models.convert.writer import convert_checkpoint
 
 SEG = "[SEG]"
 SAM_PREFIX = "model.visual_model."

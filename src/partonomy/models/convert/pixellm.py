@@ -56,8 +56,9 @@ import torch
 from torch import nn
 
 from partonomy.models.backbones.sam_layout import DECODER_HEADS
-from partonomy.models.convert.common import Route, Sizes, SourceLayout, convert_checkpoint
+from partonomy.models.convert.common import Route, Sizes, SourceLayout
 from partonomy.models.convert.lisa import route_llava
+from partonomy.models.convert.writer import convert_checkpoint
 
 SEG_TOKEN_NUM, SCALES = 3, 2
 """The released codebook: 3 tokens per scale, 2 scales."""

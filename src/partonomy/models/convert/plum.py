@@ -38,8 +38,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from partonomy.models.convert.common import Route, Sizes, SourceLayout, convert_checkpoint
+from partonomy.models.convert.common import Route, Sizes, SourceLayout
 from partonomy.models.convert.lisa import backbones, route_llava
+from partonomy.models.convert.writer import convert_checkpoint
 
 SAM_PREFIX = "model.visual_model."
 BIDIR_HEADS = 8

@@ -51,17 +51,19 @@ from partonomy.models.convert.common import (
     Route,
     Sizes,
     SourceLayout,
-    _load_clip,
-    append_image_token,
     assemble_llava,
     check_modules,
     dtype_name,
-    open_source,
-    open_tokenizer,
     route_all,
-    write_checkpoint,
 )
 from partonomy.models.convert.lisa import route_llava
+from partonomy.models.convert.writer import (
+    append_image_token,
+    load_clip,
+    open_source,
+    open_tokenizer,
+    write_checkpoint,
+)
 
 SEG, SEG_INPUT, VIDEO = "<seg>", "<seg_input>", "<video>"
 SEGMENTATOR = "model.segmentator."
@@ -253,7 +255,7 @@ def convert(
     source = open_source(src, "segllm")
     vocab = int(source.meta()["model.embed_tokens.weight"].shape[0])
     tokenizer, token_ids = _tokenizer(src, vocab)
-    clip_state, clip_config = (None, None) if vision_tower is None else _load_clip(vision_tower)
+    clip_state, clip_config = (None, None) if vision_tower is None else load_clip(vision_tower)
     parts = assemble_segllm(
         source,
         source.config,

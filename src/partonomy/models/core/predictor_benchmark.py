@@ -25,7 +25,7 @@ from partonomy.io.qa_pairs import OBJECT_QUESTION_TYPES
 from partonomy.models.backbones.preprocess import clip_preprocess, sam_normalize, sam_resize
 from partonomy.models.core.embedding_cache import image_key
 from partonomy.models.core.predictor_base import MASK_THRESHOLD, PredictorBase
-from partonomy.models.core.scoring import ChoiceGroup, conversation_mask, score_groups
+from partonomy.models.core.scoring import ChoiceGroup, choice_group, score_groups
 
 if TYPE_CHECKING:
     from partonomy.models.core.processing import SegExample
@@ -72,21 +72,10 @@ class BenchmarkMode(PredictorBase):
 
     # -------------------------------------------------------------------- benchmark mode
     def _group(self, examples: list[SegExample], keep: int | None) -> ChoiceGroup:
-        image_id = self.processor.image_token_id
-        answer_masks = []
-        for ex in examples:
-            mask = torch.zeros_like(ex.input_ids, dtype=torch.bool)
-            mask[ex.answer_start : ex.answer_end] = True
-            answer_masks.append(mask)
-        return ChoiceGroup(
-            input_ids=[ex.input_ids for ex in examples],
-            scored=[
-                conversation_mask(ex.input_ids, ex.attention_mask, image_id) for ex in examples
-            ],
-            answer=answer_masks,
-            pixel_values=examples[0].pixel_values,
+        return choice_group(
+            examples,
+            self.processor.image_token_id,
             keep_hidden=keep,
-            vision=examples[0].vision,
             share_key=examples[0].image_key if self.share_image_prefix else None,
         )
 

@@ -34,6 +34,7 @@ from partonomy.models.core.scoring_prefix import common_prefix_len, forward_imag
 
 if TYPE_CHECKING:
     from partonomy.models.backbones.hf_vlm import VlmAdapter
+    from partonomy.models.core.processing import SegExample
 
 ChoiceScore = Literal["conversation", "answer"]
 Layout = Literal["expand", "packed"]
@@ -114,6 +115,33 @@ def conversation_mask(
 ) -> torch.Tensor:
     """Tokens the paper's score counts: non-pad and not an image placeholder. Shapes as input."""
     return attention_mask.bool() & (input_ids != image_token_id)
+
+
+def choice_group(
+    examples: Sequence[SegExample],
+    image_token_id: int,
+    *,
+    keep_hidden: int | None = None,
+    share_key: Hashable | None = None,
+) -> ChoiceGroup:
+    """The :class:`ChoiceGroup` of one question's encoded answer choices (one image, K examples):
+    ``scored`` by :func:`conversation_mask`, ``answer`` = each example's answer tokens."""
+    answers = []
+    for ex in examples:
+        mask = torch.zeros_like(ex.input_ids, dtype=torch.bool)
+        mask[ex.answer_start : ex.answer_end] = True
+        answers.append(mask)
+    return ChoiceGroup(
+        input_ids=[ex.input_ids for ex in examples],
+        scored=[
+            conversation_mask(ex.input_ids, ex.attention_mask, image_token_id) for ex in examples
+        ],
+        answer=answers,
+        pixel_values=examples[0].pixel_values,
+        keep_hidden=keep_hidden,
+        vision=examples[0].vision,
+        share_key=share_key,
+    )
 
 
 def token_cross_entropy(

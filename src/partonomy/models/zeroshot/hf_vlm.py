@@ -41,7 +41,7 @@ from partonomy.models.core.scoring import (
     CHOICE_SCORES,
     ChoiceGroup,
     GroupScores,
-    conversation_mask,
+    choice_group,
     score_groups,
 )
 from partonomy.models.plum.targets import BioTargets
@@ -113,21 +113,7 @@ class VlmChoiceScorer:
         self.layout: Any = layout
 
     def _group(self, examples: list[SegExample]) -> ChoiceGroup:
-        image_id = self.processor.image_token_id
-        answers = []
-        for ex in examples:
-            mask = torch.zeros_like(ex.input_ids, dtype=torch.bool)
-            mask[ex.answer_start : ex.answer_end] = True
-            answers.append(mask)
-        return ChoiceGroup(
-            input_ids=[ex.input_ids for ex in examples],
-            scored=[
-                conversation_mask(ex.input_ids, ex.attention_mask, image_id) for ex in examples
-            ],
-            answer=answers,
-            pixel_values=examples[0].pixel_values,
-            vision=examples[0].vision,
-        )
+        return choice_group(examples, self.processor.image_token_id)
 
     @torch.no_grad()
     def score(self, items: Sequence[EvalItem]) -> list[tuple[GroupScores, GroupScores | None]]:
