@@ -210,7 +210,12 @@ class HfVlmModel:
 def build_hf_vlm(**options: Any) -> GroundingModel:
     """The ``hf_vlm`` model; options as :class:`HfVlmOptions`."""
     opts = from_dict(HfVlmOptions, options, source="model 'hf_vlm' options")
-    scorer = load_vlm_scorer(
+    return HfVlmModel(scorer_from_options(opts), opts.choice_score)
+
+
+def scorer_from_options(opts: HfVlmOptions) -> VlmChoiceScorer:
+    """The choice scorer that ``opts`` (of ``hf_vlm`` or ``vlm_sam3``) describes."""
+    return load_vlm_scorer(
         opts.checkpoint,
         device=opts.device,
         dtype=opts.dtype,
@@ -218,4 +223,3 @@ def build_hf_vlm(**options: Any) -> GroundingModel:
         max_pixels=opts.max_pixels,
         layout=opts.layout,
     )
-    return HfVlmModel(scorer, opts.choice_score)

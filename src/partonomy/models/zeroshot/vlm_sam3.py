@@ -24,7 +24,7 @@ from partonomy.models.zeroshot.hf_vlm import (
     HfVlmOptions,
     VlmChoiceScorer,
     choice_answer,
-    load_vlm_scorer,
+    scorer_from_options,
 )
 from partonomy.models.zeroshot.sam3 import Sam3Segmenter, load_sam3
 
@@ -90,14 +90,7 @@ class VlmSam3Model:
 def build_vlm_sam3(**options: Any) -> GroundingModel:
     """The ``vlm_sam3`` model; options as :class:`VlmSam3Options`."""
     opts = from_dict(VlmSam3Options, options, source="model 'vlm_sam3' options")
-    scorer = load_vlm_scorer(
-        opts.checkpoint,
-        device=opts.device,
-        dtype=opts.dtype,
-        min_pixels=opts.min_pixels,
-        max_pixels=opts.max_pixels,
-        layout=opts.layout,
-    )
+    scorer = scorer_from_options(opts)
     device = resolve_device(opts.device)
     segmenter = load_sam3(
         opts.sam3,
