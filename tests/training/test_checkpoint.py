@@ -131,3 +131,35 @@ def test_atomic_commit_and_listing(tmp_path: Path) -> None:
     assert [s for s, _ in ckpt.list_checkpoints(root)] == [10]
     with pytest.raises(ConfigError, match="no training checkpoint"):
         ckpt.resolve_checkpoint(tmp_path / "nothing")
+
+
+def _strict_resume_matches(qa: Path, tmp_path: Path, **device: object) -> None:
+    extra = {
+        "max_steps": 4,
+        "checkpoint.every": 0,
+        "data.micro_batch_size": 2,
+        "deterministic": "strict",
+        **device,
+    }
+    run_training(_cfg(qa, tmp_path / "a", **extra))
+    run_training(_cfg(qa, tmp_path / "b", stop_after=2, **extra))
+    run_training(_cfg(qa, tmp_path / "b", resume="auto", **extra))
+    uninterrupted, resumed = _log(tmp_path / "a"), _log(tmp_path / "b")
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    for a, b in zip(uninterrupted, resumed, strict=True):
+        for key in LOSS_TERMS:
+            assert b[key] == a[key], (a["step"], key)  # bit-exact, not approximately
+
+
+def test_strict_determinism_resumes_bit_exactly_and_is_undone_by_cleanup(
+    synth_qa: Path, tmp_path: Path
+) -> None:
+    assert not torch.are_deterministic_algorithms_enabled()
+    _strict_resume_matches(synth_qa, tmp_path)
+    assert not torch.are_deterministic_algorithms_enabled()  # the process state is put back
+
+
+@pytest.mark.gpu
+def test_strict_determinism_resumes_bit_exactly_on_a_gpu(synth_qa: Path, tmp_path: Path) -> None:
+    """On a GPU, SDPA's attention backward and cuBLAS are deterministic only in strict mode."""
+    _strict_resume_matches(synth_qa, tmp_path, cpu=False, precision="bf16")

@@ -123,10 +123,12 @@ class TrainConfig:
         span_source: spans that select SAM prompts in training: the ground-truth BIO spans
             (``target``, as the original) or the tagger's predictions.
         cpu: run on CPU even if a GPU is present.
-        deterministic: ``torch.use_deterministic_algorithms`` (warn-only: ops without a
-            deterministic kernel, such as bilinear upsampling's backward on CUDA, still run) and
-            a fixed cuBLAS workspace, so that reruns and resumed runs give the same losses on
-            GPUs as far as the kernels allow. Slower; off by default.
+        deterministic: ``true``: ``torch.use_deterministic_algorithms`` in warn-only mode (ops
+            without a deterministic kernel still run) and a fixed cuBLAS workspace, so that reruns
+            and resumed runs give the same losses on GPUs as far as the kernels allow.
+            ``strict``: the same without warn-only, which also switches SDPA's attention backward
+            to its deterministic algorithm (bit-exact resumes on GPUs); an op that has no
+            deterministic kernel then raises. Slower; off by default.
         num_threads: intra-op CPU threads of torch in this process (None: torch's default).
             Tiny models are dominated by per-operation overhead, and with more threads than
             free cores OpenMP barriers can slow each step tenfold, so the tiny config uses 1.
@@ -146,7 +148,7 @@ class TrainConfig:
     init_from: str | None = None
     span_source: Literal["target", "predicted"] = "target"
     cpu: bool = False
-    deterministic: bool = False
+    deterministic: bool | Literal["strict"] = False
     num_threads: int | None = None
     stop_after: int | None = None
     model: Any = None

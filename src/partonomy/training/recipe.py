@@ -118,6 +118,7 @@ class TrainRecipe:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.step = 0
         self.data_pos = 0  # global micro-batches consumed
+        self._prior_determinism: tuple[bool, bool] | None = None  # restored by cleanup()
         self.family = get_family(cfg.family)
         self.loss_terms = self.family.loss_terms
         self.weights = resolve_weights(self.loss_terms, cfg.loss.weights)
@@ -156,7 +157,12 @@ class TrainRecipe:
         resume_from = resume_source(cfg, self.ckpt_dir)
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=True)
+            # Process-wide torch state: cleanup() puts back what was there before.
+            self._prior_determinism = (
+                torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled(),
+            )
+            torch.use_deterministic_algorithms(True, warn_only=cfg.deterministic != "strict")
 
         # Built where it trains: no host copy of a 7B/13B model, and the random initialisation
         # (seeded by model.seed) is the same in every process. The builders reseed every device,
@@ -437,6 +443,10 @@ class TrainRecipe:
         """Release the process group and free cached encodings."""
         if hasattr(self, "batches"):
             self.batches.clear()
+        if self._prior_determinism is not None:
+            enabled, warn_only = self._prior_determinism
+            torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+            self._prior_determinism = None
         acc = getattr(self, "accelerator", None)
         if acc is not None:
             acc.end_training()
