@@ -19,7 +19,8 @@ One invocation, on a machine with two GPUs (or on CPUs with gloo at ``--shape ti
    byte-identical.
 4. ``--scale-shape 13b`` repeats step 1 (timing only) at another shape while time remains.
 
-Every run has ``deterministic`` and ``log.timing`` on (``--no-deterministic``, ``--no-timing``):
+Every run has ``deterministic`` and ``log.timing`` on (``--no-deterministic``, ``--no-timing``;
+``--strict`` makes it ``deterministic: strict``):
 the table then adds each run's median step split (data, forward, backward, optimiser step), which
 shows where a second GPU's time goes; ``--allreduce`` first times NCCL all-reduces (64 MiB-1 GiB)
 between the GPUs, the bandwidth the engines' gradient traffic gets. ``--baseline-tps`` /
@@ -180,7 +181,7 @@ class Bench:
             "distributed": {"engine": engine},
             "checkpoint": {"every": max(steps // 2, 1), "keep_last": 0, "save_base": "never"},
             "log": {"every": 1, "progress": False, "trackers": [], "timing": self.args.timing},
-            "deterministic": self.args.deterministic,
+            "deterministic": "strict" if self.args.strict else self.args.deterministic,
             **extra,
         }  # fmt: skip
         path = run_dir.parent / f"{run_dir.name}.yaml"
@@ -560,6 +561,10 @@ def main() -> None:
     parser.add_argument(
         "--deterministic", action=argparse.BooleanOptionalAction, default=True,
         help="the runs' deterministic setting (exact resumes on GPUs need it)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="deterministic: strict (deterministic attention backward too: bit-exact resumes)",
     )  # fmt: skip
     parser.add_argument("--out", default=os.environ.get("OUT") or "bench_distributed_out")
     args = parser.parse_args()
