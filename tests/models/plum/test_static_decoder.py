@@ -1,5 +1,6 @@
 """The static-cache decoder behind ``generate``: reuse across calls, copies, banned ids, and (on a
-GPU) the CUDA-graph replay giving the eager loop's tokens."""
+GPU) the CUDA-graph replay giving the eager loop's tokens. On a CPU, ``cuda_graphs=True`` runs the
+static decoder's steps eagerly (what a graph would replay)."""
 
 from __future__ import annotations
 
@@ -38,20 +39,22 @@ def test_decoder_is_reused_and_results_do_not_depend_on_history(
     lm: LlavaForConditionalGeneration,
 ) -> None:
     prompts, pv = _prompts()
-    first = generate(lm, prompts, pv, stop_token_ids=[2], max_new_tokens=6)
+    first = generate(lm, prompts, pv, stop_token_ids=[2], max_new_tokens=6, cuda_graphs=True)
     decoder = _decoder(lm)
     assert decoder is not None and decoder.key.length == BUCKET  # 27 + 6 positions, one bucket
     # a shorter call of the same shape reuses the cache (it is reset, not reallocated) ...
-    generate(lm, prompts[:1] * 3, pv, stop_token_ids=[2], max_new_tokens=3)
+    generate(lm, prompts[:1] * 3, pv, stop_token_ids=[2], max_new_tokens=3, cuda_graphs=True)
     assert _decoder(lm) is decoder
-    again = generate(lm, prompts, pv, stop_token_ids=[2], max_new_tokens=6)
+    again = generate(lm, prompts, pv, stop_token_ids=[2], max_new_tokens=6, cuda_graphs=True)
     assert _decoder(lm) is decoder
     for a, b in zip(first, again, strict=True):  # ... and leaves nothing behind
         assert a.sequence.tolist() == b.sequence.tolist()
         assert a.hidden is not None and b.hidden is not None
         torch.testing.assert_close(a.hidden, b.hidden, atol=0, rtol=0)
     # another batch size gets its own decoder, which replaces the old one
-    alone = generate(lm, prompts[:1], pv[:1], stop_token_ids=[2], max_new_tokens=6)[0]
+    alone = generate(
+        lm, prompts[:1], pv[:1], stop_token_ids=[2], max_new_tokens=6, cuda_graphs=True
+    )[0]
     assert _decoder(lm) is not decoder and alone.sequence.tolist() == first[0].sequence.tolist()
     release_decoder(lm)
     assert _decoder(lm) is None
@@ -59,22 +62,25 @@ def test_decoder_is_reused_and_results_do_not_depend_on_history(
 
 def test_copies_of_the_model_start_without_a_decoder(lm: LlavaForConditionalGeneration) -> None:
     prompts, pv = _prompts(1)
-    out = generate(lm, prompts, pv, stop_token_ids=[2], max_new_tokens=4)[0]
+    out = generate(lm, prompts, pv, stop_token_ids=[2], max_new_tokens=4, cuda_graphs=True)[0]
     assert _decoder(lm) is not None
     twin = copy.deepcopy(lm)
     assert _decoder(twin) is None
     slot = pickle.loads(pickle.dumps(lm.__dict__[DecoderSlot.ATTRIBUTE]))
     assert isinstance(slot, DecoderSlot) and slot.decoder is None
-    assert generate(twin, prompts, pv, stop_token_ids=[2], max_new_tokens=4)[
-        0
-    ].sequence.tolist() == (out.sequence.tolist())
+    again = generate(twin, prompts, pv, stop_token_ids=[2], max_new_tokens=4, cuda_graphs=True)
+    assert again[0].sequence.tolist() == out.sequence.tolist()
 
 
-def test_banned_ids_are_never_generated(lm: LlavaForConditionalGeneration) -> None:
+@pytest.mark.parametrize("static", [True, False], ids=["static_steps", "eager_loop"])
+def test_banned_ids_are_never_generated(lm: LlavaForConditionalGeneration, static: bool) -> None:
     prompts, pv = _prompts()
-    free = generate(lm, prompts, pv, stop_token_ids=[2], max_new_tokens=6)
+    free = generate(lm, prompts, pv, stop_token_ids=[2], max_new_tokens=6, cuda_graphs=static)
     banned = sorted({int(t) for g in free for t in g.new_tokens})
-    out = generate(lm, prompts, pv, stop_token_ids=[2], max_new_tokens=6, banned_token_ids=banned)
+    out = generate(
+        lm, prompts, pv, stop_token_ids=[2], max_new_tokens=6, banned_token_ids=banned,
+        cuda_graphs=static,
+    )  # fmt: skip
     ref = generate(
         lm, prompts, pv, stop_token_ids=[2], max_new_tokens=6, banned_token_ids=banned,
         use_cache=False,

@@ -1,12 +1,15 @@
 """Greedy generation with a KV cache, collecting the last-layer hidden states as it goes.
 
 The original PLUM sets ``use_cache=False`` and so recomputes the whole sequence at every new token.
-Here the prompt (image included) is prefilled once into a static KV cache and each step feeds one
-token per row; the hidden state of each fed token is kept, so the span tagger gets the full
-sequence's hidden states without another forward. On a GPU the decoding step is captured once as a
-CUDA graph and replayed, and the host reads the tokens a few steps behind the GPU, so batch-1
-decoding runs near the memory-bandwidth limit (:class:`StaticDecoder`). ``use_cache=False`` keeps
-a recomputing loop as the reference (tests check both give the same tokens), and
+Here the prompt (image included) is prefilled once into a KV cache and each step feeds one token
+per row; the hidden state of each fed token is kept, so the span tagger gets the full sequence's
+hidden states without another forward. On a GPU the decoding step runs over a static cache and is
+captured once as a CUDA graph and replayed, and the host reads the tokens a few steps behind the
+GPU, so batch-1 decoding runs near the memory-bandwidth limit (:class:`StaticDecoder`). Without a
+graph (a CPU, or ``cuda_graphs=False``) the steps run eagerly over HF's dynamic cache, each
+dispatching fewer operators than a step of HF ``generate``
+(:class:`~partonomy.models.core.generation_eager.EagerDecoder`). ``use_cache=False`` keeps a
+recomputing loop as the reference (tests check both give the same tokens), and
 ``static_cache=True`` HF's own ``generate``.
 
 Batching: prompts of different lengths are left-padded, with explicit position ids so each row sees
@@ -14,7 +17,9 @@ the positions it would have alone. Decoding is greedy (the original's ``num_beam
 ties go to the lowest token id (``argmax``).
 
 Modules: :mod:`~partonomy.models.core.generation_batch` (the :class:`Generation` result, left
-padding), :mod:`~partonomy.models.core.static_decoder` (the default path),
+padding), :mod:`~partonomy.models.core.static_decoder` (the default path on a GPU),
+:mod:`~partonomy.models.core.generation_eager` (eager steps),
+:mod:`~partonomy.models.core.generation_host` (reading tokens behind the device),
 :mod:`~partonomy.models.core.generation_reference` (recomputing loop, HF ``generate``),
 :mod:`~partonomy.models.core.answer_text` (token offsets, phrase spans). Their public names are
 re-exported here.
@@ -32,6 +37,8 @@ from torch import nn
 from partonomy.models.core.answer_text import TextSpan, char_span, decode_with_offsets, find_phrases
 from partonomy.models.core.fused_kernels import KERNEL_SETS
 from partonomy.models.core.generation_batch import Generation, left_pad
+from partonomy.models.core.generation_eager import EagerDecoder
+from partonomy.models.core.generation_host import HOST_LAG
 from partonomy.models.core.generation_reference import (
     generate_hf,
     generate_recompute,
@@ -41,12 +48,12 @@ from partonomy.models.core.generation_vlm import VlmVision, generate_vlm
 from partonomy.models.core.hf_lm import base_and_head
 from partonomy.models.core.static_decoder import (
     BUCKET,
-    HOST_LAG,
     DecoderKey,
     DecoderSlot,
     StaticDecoder,
     bucket,
     collect_results,
+    kept_kernels,
     release_decoder,
 )
 
@@ -55,6 +62,7 @@ __all__ = [
     "HOST_LAG",
     "DecoderKey",
     "DecoderSlot",
+    "EagerDecoder",
     "Generation",
     "StaticDecoder",
     "TextSpan",
@@ -116,16 +124,21 @@ def generate(
         banned_token_ids: ids never generated (their logits are -inf before the argmax): the
             image placeholder tokens, which only the processor may place (a generated ``<image>``
             would break the next forward's image-token count).
-        cuda_graphs: capture the own loop's decoding step in a CUDA graph (None: on a CUDA
-            device). The capture happens at the first call for a batch size and cache length
-            and costs about one step; later calls of the same shape replay it (see
-            :class:`StaticDecoder`).
-        fused_kernels: capture the graph with fused RMSNorm, SwiGLU and rotary kernels swapped
-            in (:mod:`~partonomy.models.core.fused_kernels`; the model itself is left as it
-            was): ``"liger"`` (``liger-kernel``'s), ``"compiled"`` (``torch.compile``'d
-            references), None or True (the default: Liger's when installed, else the compiled
-            ones), False (plain kernels). Only on a CUDA device, for a LLaMA-shaped model whose
-            kernels pass a self-test; otherwise plain kernels. Graphed decoding only.
+        cuda_graphs: decode over a static KV cache with the step captured in a CUDA graph
+            (:class:`StaticDecoder`; None: on a CUDA device). The capture happens at the first
+            call for a batch size and cache length and costs about one step; later calls of the
+            same shape replay it. False: eager steps over HF's dynamic cache
+            (:class:`~partonomy.models.core.generation_eager.EagerDecoder`, the lightest step
+            without a graph; the default on a CPU). True on a CPU runs the static decoder's
+            steps eagerly (what the graph would replay: for tests).
+        fused_kernels: run the decoding steps (the graph, or the eager steps) with fused
+            RMSNorm, SwiGLU and rotary kernels swapped in
+            (:mod:`~partonomy.models.core.fused_kernels`; the model itself is left as it
+            was; the prefill keeps the model's own): ``"liger"`` (``liger-kernel``'s),
+            ``"compiled"`` (``torch.compile``'d references), None or True (the default:
+            Liger's when installed, else the compiled ones), False (plain kernels). Only on a
+            CUDA device, for a LLaMA-shaped model whose kernels pass a self-test; otherwise
+            plain kernels.
 
     Returns:
         One :class:`Generation` per prompt, in order.
@@ -154,20 +167,27 @@ def generate(
     device = weight.device
     ids, mask = left_pad(prompts, pad_token_id, device)
     batch, width = ids.shape
-    length = bucket(width + max_new_tokens)
+    stops = tuple(sorted({int(t) for t in stop_token_ids}))
+    banned = tuple(sorted({int(t) for t in banned_token_ids}))
     graphs = device.type == "cuda" if cuda_graphs is None else cuda_graphs
-    kernels = _kernel_choice(fused_kernels)
-    key = DecoderKey(
-        batch=batch,
-        length=length,
-        stops=tuple(sorted({int(t) for t in stop_token_ids})),
-        banned=tuple(sorted({int(t) for t in banned_token_ids})),
-        pad=pad_token_id,
-        weight=weight.data_ptr(),
-        inference_mode=torch.is_inference_mode_enabled(),
-        fused=kernels if graphs and device.type == "cuda" else "",
-    )
-    decoder = StaticDecoder.of(lm, key)
+    choice = _kernel_choice(fused_kernels)  # validated on any device
+    kernels = choice if device.type == "cuda" else ""
+    decoder: StaticDecoder | EagerDecoder | None
+    if graphs:
+        key = DecoderKey(
+            batch=batch,
+            length=bucket(width + max_new_tokens),
+            stops=stops,
+            banned=banned,
+            pad=pad_token_id,
+            weight=weight.data_ptr(),
+            inference_mode=torch.is_inference_mode_enabled(),
+            fused=kernels,
+        )
+        decoder = StaticDecoder.of(lm, key)
+    else:
+        fused = kept_kernels(lm, kernels) if kernels else None
+        decoder = EagerDecoder.of(lm, stops, banned, pad_token_id, fused)
     if decoder is None:  # a sliding-window or hybrid cache: HF knows its masks, we do not
         if prompt_embeds is not None:
             raise NotImplementedError(
@@ -191,11 +211,17 @@ def generate(
         for r, e in enumerate(prompt_embeds):  # left-padded like the ids
             embeds[r, width - e.shape[0] :] = e.to(device, weight.dtype)
         first = {"inputs_embeds": embeds}
-    if fused_kernels not in (None, False) and decoder.kernels is None:
+    if fused_kernels not in (None, False) and getattr(decoder, "kernels", None) is None:
         logger.warning("fused_kernels=%r asked, but unavailable or unsuited here", fused_kernels)
-    prompt_hidden = decoder.prefill(first, mask, max_new_tokens)
-    tokens, steps = decoder.run(max_new_tokens, return_hidden, on_token, graphs)
-    return collect_results(prompts, tokens, prompt_hidden, decoder, steps, key.stops, return_hidden)
+    if isinstance(decoder, StaticDecoder):
+        prompt_hidden = decoder.prefill(first, mask, max_new_tokens)
+        tokens, steps = decoder.run(max_new_tokens, return_hidden, on_token, graphs)
+    else:
+        padded = len({int(p.shape[0]) for p in prompts}) > 1
+        prompt_hidden = decoder.prefill(first, mask, max_new_tokens, padded)
+        tokens, steps = decoder.run(max_new_tokens, return_hidden, on_token)
+    answer_hidden = decoder.answer_hidden(steps) if return_hidden else None
+    return collect_results(prompts, tokens, prompt_hidden, answer_hidden, stops)
 
 
 def _kernel_choice(fused_kernels: bool | str | None) -> str:

@@ -18,23 +18,13 @@ from torch import nn
 from transformers import StaticCache
 from transformers.cache_utils import StaticLayer
 
-from partonomy.models.core.fused_kernels import (
-    decoder_kernels,
-    model_sizes,
-    self_test,
-    supports,
-    swapped_kernels,
-)
+from partonomy.models.core.fused_kernels import DecoderKernels, checked_kernels, swapped_kernels
 from partonomy.models.core.generation_batch import Generation, positions
+from partonomy.models.core.generation_host import TokenReader
 from partonomy.models.core.hf_lm import base_and_head, cache_kwargs
 
 logger = logging.getLogger(__name__)
 
-
-HOST_LAG = 3
-"""Decoding steps the host lets the GPU run ahead before it reads a step's tokens (to stop, or to
-stream them). The host then never waits on a step it has just queued; after the last row stops,
-at most this many extra steps run (their tokens are dropped)."""
 
 BUCKET = 256
 """Static caches are sized in multiples of this many positions, so that prompts of different
@@ -65,7 +55,8 @@ class DecoderKey:
 
 
 class DecoderSlot:
-    """Where a model keeps its last :class:`StaticDecoder` (attribute ``_partonomy_decoder``).
+    """Where a model keeps its last :class:`StaticDecoder` (attribute ``_partonomy_decoder``),
+    and the fused kernels its eager steps use (``kernels``, by :func:`kept_kernels`).
 
     A copy (or a pickled model) gets an empty slot: a CUDA graph cannot be copied, and the copy's
     weights live elsewhere anyway.
@@ -75,6 +66,16 @@ class DecoderSlot:
 
     def __init__(self) -> None:
         self.decoder: StaticDecoder | None = None
+        self.kernels: dict[tuple[str, str, str], DecoderKernels | None] = {}
+
+    @classmethod
+    def of(cls, lm: nn.Module) -> DecoderSlot:
+        """``lm``'s slot (made empty the first time)."""
+        slot = lm.__dict__.get(cls.ATTRIBUTE)
+        if not isinstance(slot, DecoderSlot):
+            slot = DecoderSlot()
+            object.__setattr__(lm, cls.ATTRIBUTE, slot)
+        return slot
 
     def __deepcopy__(self, memo: dict[int, Any]) -> DecoderSlot:
         return DecoderSlot()
@@ -84,6 +85,20 @@ class DecoderSlot:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.decoder = None
+        self.kernels = {}
+
+
+def kept_kernels(lm: nn.Module, choice: str) -> DecoderKernels | None:
+    """The fused kernel set ``choice`` for ``lm``'s decoder, checked once per model, device and
+    dtype (:func:`~partonomy.models.core.fused_kernels.checked_kernels`) and kept in its slot."""
+    base, head = base_and_head(lm)
+    text = getattr(base, "language_model", base)
+    weight = next(head.parameters())
+    key = (choice, str(weight.device), str(weight.dtype))
+    kept = DecoderSlot.of(lm).kernels
+    if key not in kept:
+        kept[key] = checked_kernels(choice, text, weight.device, weight.dtype)
+    return kept[key]
 
 
 def release_decoder(lm: nn.Module) -> None:
@@ -105,8 +120,8 @@ class StaticDecoder:
     its hidden state, pick the next token with the banned ids at -inf, mark rows that hit a stop
     token, advance the counters) then needs no host input, and on a GPU it is captured once in a
     ``torch.cuda.CUDAGraph`` (eager warm-up step on a side stream, then capture: about one step's
-    time, no compiler) and replayed. The host reads tokens :data:`HOST_LAG` steps behind, from
-    pinned memory.
+    time, no compiler) and replayed. The host reads tokens
+    :data:`~partonomy.models.core.generation_host.HOST_LAG` steps behind, from pinned memory.
 
     A model keeps its last decoder (:class:`DecoderSlot`); a call with another :class:`DecoderKey`
     replaces it (:func:`release_decoder` frees it). Left padding and position ids are as in the
@@ -141,20 +156,13 @@ class StaticDecoder:
         self.shut_column = torch.full((b,), self.blocked, dtype=dtype, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.capture_failed = False
-        self.kernels = decoder_kernels(key.fused) if key.fused else None
-        if self.kernels is not None and not (
-            supports(self.text) and self_test(self.kernels, device, dtype, model_sizes(self.text))
-        ):
-            self.kernels = None
+        self.kernels = checked_kernels(key.fused, self.text, device, dtype) if key.fused else None
 
     @classmethod
     def of(cls, lm: nn.Module, key: DecoderKey) -> StaticDecoder | None:
         """``lm``'s decoder for ``key`` (reused, or built and kept); None if the model has
         sliding-window or other non-full cache layers."""
-        slot = lm.__dict__.get(DecoderSlot.ATTRIBUTE)
-        if not isinstance(slot, DecoderSlot):
-            slot = DecoderSlot()
-            object.__setattr__(lm, DecoderSlot.ATTRIBUTE, slot)
+        slot = DecoderSlot.of(lm)
         if slot.decoder is not None and slot.decoder.key == key:
             return slot.decoder
         slot.decoder = None  # free the old cache and graph before allocating new ones
@@ -255,62 +263,36 @@ class StaticDecoder:
     ) -> tuple[torch.Tensor, int]:
         """Decode after :meth:`prefill`. Returns the ``(max_new_tokens, B)`` CPU tokens (pads
         after a row's stop) and the number of steps run (hidden states ``hidden[:steps]``)."""
+        reader = TokenReader(
+            self.key.batch, max_new_tokens, self.key.stops, self.key.pad, self.device, on_token
+        )
+
+        def advance(t: int) -> torch.Tensor:
+            self._advance(graphs)
+            return self.tokens[t + 1]
+
         # Step t feeds answer token t and picks token t + 1; the last token needs a step only
         # for its hidden state.
-        limit = max_new_tokens if return_hidden else max_new_tokens - 1
-        on_gpu = self.device.type == "cuda"
-        lag = HOST_LAG if on_gpu else 0
-        rows = self.tokens[:max_new_tokens]
-        host = torch.empty(rows.shape, dtype=torch.long, pin_memory=on_gpu) if on_gpu else rows
-        events: list[torch.cuda.Event] = []
-        stops = torch.tensor(self.key.stops, dtype=torch.long)
-        finished = torch.zeros(self.key.batch, dtype=torch.bool)
+        steps = reader.run(self.tokens[0], advance, max_new_tokens - (not return_hidden))
+        return reader.tokens, steps
 
-        def publish(t: int) -> None:  # start copying token row t to the host
-            if on_gpu and t < max_new_tokens:
-                host[t].copy_(rows[t], non_blocking=True)
-                events.append(torch.cuda.Event())
-                events[-1].record()
-
-        def examine(t: int) -> bool:  # token row t on the host: stream it; all rows done?
-            if on_gpu:
-                events[t].synchronize()
-            row = host[t]
-            if on_token is not None:
-                on_token(row.clone())
-            finished.logical_or_(torch.isin(row, stops))
-            return bool(finished.all())
-
-        publish(0)
-        steps, seen, all_done = 0, 0, False
-        while True:
-            while not all_done and seen <= steps - lag and seen < min(steps + 1, max_new_tokens):
-                all_done = examine(seen)
-                seen += 1
-            if all_done or steps >= limit:
-                break
-            self._advance(graphs)
-            steps += 1
-            publish(steps)
-        while not all_done and seen < min(steps + 1, max_new_tokens):  # the trailing rows
-            all_done = examine(seen)
-            seen += 1
-        return rows.cpu(), steps
+    def answer_hidden(self, steps: int) -> torch.Tensor:
+        """``(B, steps, d)`` the hidden states of answer tokens ``0 .. steps - 1``."""
+        return self.hidden[:steps].transpose(0, 1)
 
 
 def collect_results(
     prompts: Sequence[torch.Tensor],
     tokens: torch.Tensor,
     prompt_hidden: torch.Tensor,
-    decoder: StaticDecoder,
-    steps: int,
+    answer_hidden: torch.Tensor | None,
     stops: Sequence[int],
-    return_hidden: bool,
 ) -> list[Generation]:
-    """Cut each row of ``tokens (T, B)`` at its first stop token and gather its hidden states."""
+    """Cut each row of ``tokens (T, B)`` at its first stop token and gather its hidden states:
+    the prompt's ``(B, W, d)`` (left-padded) then the answer's ``(B, steps, d)`` (None: no hidden
+    states)."""
     width = prompt_hidden.shape[1]
     stop_set = set(stops)
-    answer_hidden = decoder.hidden[:steps].transpose(0, 1) if return_hidden else None
     results = []
     for r, p in enumerate(prompts):
         row = tokens[:, r].tolist()
