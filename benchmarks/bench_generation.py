@@ -1,7 +1,7 @@
-"""Batch-1 greedy generation speed: the own static-cache loop (a CUDA graph with the default
-fused kernels, with each fused kernel set -- ``torch.compile``'d, and ``liger-kernel``'s when it is
-installed -- and with plain kernels; eager steps) against HF ``generate``, at the tiny, 7B or 13B
-LLaVA shape.
+"""Batch-1 greedy generation speed: the own loop (a CUDA graph over a static cache with the
+default fused kernels, with each fused kernel set -- ``torch.compile``'d, and ``liger-kernel``'s
+when it is installed -- and with plain kernels; eager steps over a dynamic cache, with plain and
+with the default kernels) against HF ``generate``, at the tiny, 7B or 13B LLaVA shape.
 
 A random-weight ``LlavaForConditionalGeneration`` answers one prompt laid out like PLUM's (BOS,
 ~40 system tokens, the image tokens, a ~25-token question): ``--new-tokens`` tokens are decoded
@@ -11,6 +11,14 @@ is timed on its own). The decoding step alone is ``(t(n) - t(1)) / (n - 1)``. Th
 is the bytes of the language model's weights over the GPU's memory bandwidth (``--bandwidth``).
 The paths' answers are compared: common token prefix, and the largest hidden-state difference
 over it (random weights give near-tied logits, so bf16 rounding can flip a token).
+
+Operators per step: the ATen operators one decoding step dispatches, counted with a dispatch mode
+(:func:`~partonomy.models.core.generation_ops.ops_per_step`), in all and those that are not views
+(one kernel launch each on a GPU, which is what bounds an eager batch-1 step there): the eager
+steps, the static decoder's steps run eagerly (on a CPU: what its CUDA graph holds), HF
+``generate``. This makes the claim "the own loop's eager step is lighter than HF's" checkable on a
+CPU with ``--shape tiny``; ``--ops-layers N`` counts on a model of N decoder layers instead (the
+13B has 40) without its width.
 
 Usage::
 
@@ -33,6 +41,7 @@ from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForCon
 
 from partonomy.models.core.fused_kernels import decoder_kernels
 from partonomy.models.core.generation import DecoderSlot, Generation, generate
+from partonomy.models.core.generation_ops import StepOps, ops_per_step
 
 VOCAB = 32002
 SHAPES: dict[str, dict[str, Any]] = {
@@ -43,8 +52,12 @@ SHAPES: dict[str, dict[str, Any]] = {
 """(hidden, layers, heads, patch) of CLIP at 224 px and (hidden, layers, heads, MLP) of LLaMA."""
 
 
-def build(shape: str, device: str, dtype: torch.dtype) -> tuple[LlavaForConditionalGeneration, int]:
+def build(
+    shape: str, device: str, dtype: torch.dtype, layers: int | None = None
+) -> tuple[LlavaForConditionalGeneration, int]:
+    """A random LLaVA of ``shape`` (``layers`` decoder layers instead of the shape's, if given)."""
     (vh, vl, vn, patch), (th, tl, tn, ti) = SHAPES[shape]["v"], SHAPES[shape]["t"]
+    tl = tl if layers is None else layers
     n_image = (224 // patch) ** 2
     cfg = LlavaConfig(
         vision_config=CLIPVisionConfig(
@@ -90,6 +103,10 @@ def main() -> None:
     parser.add_argument("--slow-tokens", type=int, default=32, help="tokens for the slow paths")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bandwidth", type=float, default=4.8e12, help="bytes/s (H200: 4.8e12)")
+    parser.add_argument(
+        "--ops-layers", type=int, default=None,
+        help="count operators per step on a tiny-width model with this many decoder layers",
+    )  # fmt: skip
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()  # stop id -1 (never stop) makes HF warn each call
     dtype = getattr(torch, args.dtype)
@@ -144,7 +161,7 @@ def main() -> None:
 
     n, slow = args.new_tokens, args.slow_tokens
     kept: dict[str, Generation] = {}
-    paths: list[tuple[str, bool | str | None]] = [("own loop, static cache", None)]
+    paths: list[tuple[str, bool | str | None]] = [("own loop, eager steps, dynamic cache", None)]
     if on_gpu:
         paths = [("own loop, CUDA graph, default kernels", None)]
         if decoder_kernels("liger") is not None:  # else the default is the compiled set
@@ -172,12 +189,25 @@ def main() -> None:
         if fused is None:
             t_stream = timed(lambda: own(n, on_gpu, None, lambda t: None), dev, 1)
             row(f"{label} + on_token stream, {n} tokens", t_stream, n)
-    if on_gpu:
-        t_eager = timed(lambda: own(slow, False, False), dev, max(1, args.repeats - 1))
-        row(f"own loop, static cache, eager steps, {slow} tokens", t_eager, slow)
-        kept["eager"] = own(slow, False, False)
-    t_hf = timed(lambda: hf(slow), dev, max(1, args.repeats - 1))
-    row(f"HF generate (dynamic cache), {slow} tokens", t_hf, slow)
+    slow_repeats = max(1, args.repeats - 1)
+
+    def slow_row(label: str, fn: Callable[[int], Any]) -> None:
+        """``fn(slow)`` timed, and the decoding step alone (less ``fn(1)``)."""
+        t_slow = timed(lambda: fn(slow), dev, slow_repeats)
+        t_one = timed(lambda: fn(1), dev, slow_repeats)
+        step = (t_slow - t_one) / (slow - 1)
+        row(f"{label}, {slow} tokens", t_slow, slow,
+            f"(decode step {step * 1e3:.2f} ms = {1 / step:.1f} tok/s)")  # fmt: skip
+
+    if on_gpu:  # eager steps over a dynamic cache: plain kernels (as HF's), and the default ones
+        for label, fused in (("plain kernels", False), ("default kernels", None)):
+            slow_row(f"own loop, eager steps, {label}", lambda k, f=fused: own(k, False, f))
+            kept[f"eager, {label}"] = own(slow, False, fused)
+    else:  # the static decoder's steps, run eagerly: what its CUDA graph would replay
+        slow_row("own loop, static-cache steps (eager)", lambda k: own(k, True, None))
+        kept["static-cache steps"] = own(slow, True, None)
+    slow_row("HF generate (dynamic cache)", hf)
+    print_ops(args, model, prompt, pv, n_image)
     names = list(kept)
     print(f"agreement over {slow} new tokens (same tokens; max |hidden difference| / max |hidden| "
           "over the prompt and the common prefix):")  # fmt: skip
@@ -193,6 +223,45 @@ def main() -> None:
         print(f"  {names[0]} vs {other}: {same}/{slow} tokens, {diff / scale:.1e}")
     if on_gpu:
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+
+
+def print_ops(
+    args: argparse.Namespace,
+    model: LlavaForConditionalGeneration,
+    prompt: torch.Tensor,
+    pv: torch.Tensor,
+    n_image: int,
+) -> None:
+    """Operators per decoding step of each path without a graph (plain kernels)."""
+    dev = args.device
+    if args.ops_layers is not None:
+        model, n_image = build("tiny", dev, getattr(torch, args.dtype), args.ops_layers)
+        prompt = torch.cat([prompt[prompt != VOCAB - 1], torch.full((n_image,), VOCAB - 1)])
+    layers = model.config.text_config.num_hidden_layers
+    dtype = next(model.parameters()).dtype
+
+    def own(graphs: bool) -> Callable[[int], Any]:
+        return lambda k: generate(
+            model, [prompt], pv, stop_token_ids=[-1], max_new_tokens=k, cuda_graphs=graphs,
+            fused_kernels=False, banned_token_ids=[VOCAB - 1],
+        )  # fmt: skip
+
+    def hf(k: int) -> None:
+        model.generate(
+            input_ids=prompt[None].to(dev), pixel_values=pv.to(dev, dtype), max_new_tokens=k,
+            min_new_tokens=k, do_sample=False, num_beams=1,
+        )  # fmt: skip
+
+    counts: list[tuple[str, StepOps]] = [("own loop, eager steps", ops_per_step(own(False)))]
+    if not dev.startswith("cuda"):  # on a GPU these steps are a graph replay: no operators
+        counts.append(("own loop, static-cache steps (eager)", ops_per_step(own(True))))
+    counts.append(("HF generate", ops_per_step(hf)))
+    print(f"operators per decoding step ({layers} decoder layers, plain kernels; "
+          "non-views = kernel launches on a GPU):")  # fmt: skip
+    for label, ops in counts:
+        print(f"  {label:<40} {ops.kernels:7.1f} non-view  {ops.total:7.1f} in all")
+    print("  most frequent in the eager step: "
+          + ", ".join(f"{name.removeprefix('aten.')} {c:.0f}" for name, c in counts[0][1].top))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ either (the CPU-checkable side of issue 12's "own loop never slower than HF gene
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 from transformers import LlavaForConditionalGeneration
 
 from partonomy.models.core.fused_kernels import DecoderKernels, reference_kernels
-from partonomy.models.core.generation import EagerDecoder, generate
+from partonomy.models.core.generation import DecoderSlot, EagerDecoder, generate
 from partonomy.models.core.generation_ops import ops_per_step
 
 IMAGE, N_IMAGE = 299, 16  # the tiny LLaVA of conftest.py's ``lm``
@@ -135,3 +136,22 @@ def test_eager_step_dispatches_fewer_operators_than_hf_generate(
     hf = ops_per_step(lambda n: _hf_generate(lm, prompts, pv, n))
     assert eager.kernels < hf.kernels and eager.kernels < static.kernels
     assert eager.total < hf.total
+
+
+@pytest.mark.gpu
+def test_eager_steps_with_compiled_kernels_on_a_gpu(lm: LlavaForConditionalGeneration) -> None:
+    gpu = copy.deepcopy(lm).to("cuda")
+    prompts, pv = _prompts()
+    runs = []
+    for fused in (False, "compiled"):
+        out = generate(
+            gpu, prompts, pv, stop_token_ids=[2], max_new_tokens=10, cuda_graphs=False,
+            fused_kernels=fused,
+        )  # fmt: skip
+        runs.append(out)
+    kept = DecoderSlot.of(gpu).kernels[("compiled", "cuda:0", "torch.float32")]
+    assert kept is not None and kept.name == "compiled"
+    for a, b in zip(*runs, strict=True):
+        assert a.sequence.tolist() == b.sequence.tolist()
+        assert a.hidden is not None and b.hidden is not None
+        torch.testing.assert_close(a.hidden, b.hidden, atol=1e-4, rtol=1e-4)
