@@ -4,16 +4,11 @@ either (the CPU-checkable side of issue 12's "own loop never slower than HF gene
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 import torch
 from transformers import LlavaForConditionalGeneration
 
-from partonomy.models.core.fused_kernels import DecoderKernels, reference_kernels
-from partonomy.models.core.generation import DecoderSlot, EagerDecoder, generate
+from partonomy.models.core.generation import generate
 from partonomy.models.core.generation_ops import ops_per_step
 
 IMAGE, N_IMAGE = 299, 16  # the tiny LLaVA of conftest.py's ``lm``
@@ -81,43 +76,6 @@ def test_eager_loop_equals_the_static_decoder_steps(lm: LlavaForConditionalGener
     assert after[0] == stop and set(after[1:]) <= {0}
 
 
-def test_eager_steps_run_the_given_kernels_and_the_prefill_not(
-    lm: LlavaForConditionalGeneration,
-) -> None:
-    """Fused kernels (here the plain-torch references, counted) serve the steps only."""
-    prompts, pv = _prompts(1)
-    plain = generate(lm, prompts, pv, stop_token_ids=[-1], max_new_tokens=5, cuda_graphs=False)
-    calls = {"rms_norm": 0, "swiglu": 0, "rope": 0}
-    ref = reference_kernels()
-
-    def counted(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any) -> Any:
-            calls[name] += 1
-            return fn(*args)
-
-        return call
-
-    kernels = DecoderKernels(
-        rms_norm=counted("rms_norm", ref.rms_norm),
-        swiglu=counted("swiglu", ref.swiglu),
-        rope=counted("rope", ref.rope),
-    )
-    decoder = EagerDecoder.of(lm, stops=(-1,), banned=(), pad=0, kernels=kernels)
-    assert decoder is not None
-    ids = prompts[0][None]
-    with torch.no_grad():
-        decoder.prefill({"input_ids": ids, "pixel_values": pv}, torch.ones_like(ids), 5, False)
-        assert calls == {"rms_norm": 0, "swiglu": 0, "rope": 0}
-        tokens, steps = decoder.run(5, True, None)
-    layers = len(lm.model.language_model.layers)
-    assert steps == 5 and tokens[:, 0].tolist() == plain[0].new_tokens.tolist()
-    assert calls == {"rms_norm": 5 * (2 * layers + 1), "swiglu": 5 * layers, "rope": 5 * layers}
-    assert plain[0].hidden is not None
-    torch.testing.assert_close(
-        decoder.answer_hidden(5)[0], plain[0].hidden[ids.shape[1] :], atol=1e-5, rtol=0
-    )
-
-
 def test_eager_step_dispatches_fewer_operators_than_hf_generate(
     lm: LlavaForConditionalGeneration,
 ) -> None:
@@ -136,22 +94,3 @@ def test_eager_step_dispatches_fewer_operators_than_hf_generate(
     hf = ops_per_step(lambda n: _hf_generate(lm, prompts, pv, n))
     assert eager.kernels < hf.kernels and eager.kernels < static.kernels
     assert eager.total < hf.total
-
-
-@pytest.mark.gpu
-def test_eager_steps_with_compiled_kernels_on_a_gpu(lm: LlavaForConditionalGeneration) -> None:
-    gpu = copy.deepcopy(lm).to("cuda")
-    prompts, pv = _prompts()
-    runs = []
-    for fused in (False, "compiled"):
-        out = generate(
-            gpu, prompts, pv, stop_token_ids=[2], max_new_tokens=10, cuda_graphs=False,
-            fused_kernels=fused,
-        )  # fmt: skip
-        runs.append(out)
-    kept = DecoderSlot.of(gpu).kernels[("compiled", "cuda:0", "torch.float32")]
-    assert kept is not None and kept.name == "compiled"
-    for a, b in zip(*runs, strict=True):
-        assert a.sequence.tolist() == b.sequence.tolist()
-        assert a.hidden is not None and b.hidden is not None
-        torch.testing.assert_close(a.hidden, b.hidden, atol=1e-4, rtol=1e-4)

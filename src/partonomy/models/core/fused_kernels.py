@@ -183,17 +183,6 @@ def _rope(
     return q * cos + _rotate(q) * sin, k * cos + _rotate(k) * sin
 
 
-def checked_kernels(
-    choice: str, text_model: nn.Module, device: torch.device, dtype: torch.dtype
-) -> DecoderKernels | None:
-    """:func:`decoder_kernels` ``(choice)`` for ``text_model``, or None when they are unavailable,
-    the model does not :func:`supports` them, or they fail :func:`self_test` at its sizes."""
-    kernels = decoder_kernels(choice)
-    if kernels is None or not supports(text_model):
-        return None
-    return kernels if self_test(kernels, device, dtype, model_sizes(text_model)) else None
-
-
 def self_test(
     kernels: DecoderKernels,
     device: torch.device,

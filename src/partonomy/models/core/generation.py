@@ -53,7 +53,6 @@ from partonomy.models.core.static_decoder import (
     StaticDecoder,
     bucket,
     collect_results,
-    kept_kernels,
     release_decoder,
 )
 
@@ -131,14 +130,13 @@ def generate(
             (:class:`~partonomy.models.core.generation_eager.EagerDecoder`, the lightest step
             without a graph; the default on a CPU). True on a CPU runs the static decoder's
             steps eagerly (what the graph would replay: for tests).
-        fused_kernels: run the decoding steps (the graph, or the eager steps) with fused
-            RMSNorm, SwiGLU and rotary kernels swapped in
-            (:mod:`~partonomy.models.core.fused_kernels`; the model itself is left as it
-            was; the prefill keeps the model's own): ``"liger"`` (``liger-kernel``'s),
-            ``"compiled"`` (``torch.compile``'d references), None or True (the default:
-            Liger's when installed, else the compiled ones), False (plain kernels). Only on a
-            CUDA device, for a LLaMA-shaped model whose kernels pass a self-test; otherwise
-            plain kernels.
+        fused_kernels: capture the graph with fused RMSNorm, SwiGLU and rotary kernels swapped
+            in (:mod:`~partonomy.models.core.fused_kernels`; the model itself is left as it
+            was): ``"liger"`` (``liger-kernel``'s), ``"compiled"`` (``torch.compile``'d
+            references), None or True (the default: Liger's when installed, else the compiled
+            ones), False (plain kernels). Only on a CUDA device, for a LLaMA-shaped model whose
+            kernels pass a self-test; otherwise plain kernels. Graphed decoding only (called
+            eagerly, the compiled kernels cost more host time than they save).
 
     Returns:
         One :class:`Generation` per prompt, in order.
@@ -171,7 +169,6 @@ def generate(
     banned = tuple(sorted({int(t) for t in banned_token_ids}))
     graphs = device.type == "cuda" if cuda_graphs is None else cuda_graphs
     choice = _kernel_choice(fused_kernels)  # validated on any device
-    kernels = choice if device.type == "cuda" else ""
     decoder: StaticDecoder | EagerDecoder | None
     if graphs:
         key = DecoderKey(
@@ -182,12 +179,11 @@ def generate(
             pad=pad_token_id,
             weight=weight.data_ptr(),
             inference_mode=torch.is_inference_mode_enabled(),
-            fused=kernels,
+            fused=choice if device.type == "cuda" else "",
         )
         decoder = StaticDecoder.of(lm, key)
     else:
-        fused = kept_kernels(lm, kernels) if kernels else None
-        decoder = EagerDecoder.of(lm, stops, banned, pad_token_id, fused)
+        decoder = EagerDecoder.of(lm, stops, banned, pad_token_id)
     if decoder is None:  # a sliding-window or hybrid cache: HF knows its masks, we do not
         if prompt_embeds is not None:
             raise NotImplementedError(

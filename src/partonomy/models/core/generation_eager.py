@@ -14,9 +14,11 @@ output head and the argmax, fewer kernels than a step of HF ``generate``:
 * no stop tracking on the device: the host reads the tokens a few steps behind
   (:class:`~partonomy.models.core.generation_host.TokenReader`) and replaces a finished row's
   later tokens by pads, so finished rows simply keep decoding (rows never attend to each other);
-* hidden states kept in a list and concatenated once;
-* on a GPU, the fused RMSNorm, SwiGLU and rotary kernels of the graphed path when asked
-  (:mod:`~partonomy.models.core.fused_kernels`): ~25 fewer launches per layer.
+* hidden states kept in a list and concatenated once.
+
+The graphed path's fused RMSNorm, SwiGLU and rotary kernels are not used here: called eagerly,
+each ``torch.compile``'d kernel costs more host time than the plain operators it replaces (13B on
+an H200: 50 ms a step with them, 28.5 ms without; ``docs/benchmarks.md``).
 
 The static-cache decoder (:mod:`~partonomy.models.core.static_decoder`) needs its fixed addresses
 only to be captured in a graph; run eagerly, they cost launches.
@@ -25,7 +27,6 @@ only to be captured in a graph; run eagerly, they cost launches.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -33,7 +34,6 @@ from torch import nn
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from partonomy.models.core.fused_kernels import DecoderKernels, swapped_kernels
 from partonomy.models.core.generation_batch import positions
 from partonomy.models.core.generation_host import TokenReader
 from partonomy.models.core.hf_lm import base_and_head, cache_kwargs
@@ -49,7 +49,7 @@ class EagerDecoder:
 
     def __init__(
         self, lm: nn.Module, cache: DynamicCache, stops: tuple[int, ...], banned: tuple[int, ...],
-        pad: int, kernels: DecoderKernels | None = None,
+        pad: int,
     ) -> None:  # fmt: skip
         self.base, self.head = base_and_head(lm)
         self.text = getattr(self.base, "language_model", self.base)  # decoder steps skip vision
@@ -59,7 +59,6 @@ class EagerDecoder:
         weight = next(self.head.parameters())
         self.device, self.dtype = weight.device, weight.dtype
         self.stops, self.pad = stops, pad
-        self.kernels = kernels
         self.banned = (
             torch.tensor(banned, dtype=torch.long, device=weight.device) if banned else None
         )
@@ -71,17 +70,15 @@ class EagerDecoder:
 
     @classmethod
     def of(
-        cls, lm: nn.Module, stops: tuple[int, ...], banned: tuple[int, ...], pad: int,
-        kernels: DecoderKernels | None = None,
-    ) -> EagerDecoder | None:  # fmt: skip
-        """A decoder for one call of ``generate`` (``stops``, ``banned`` ids, ``pad`` id; the
-        steps run ``kernels`` swapped in, if given)."""
+        cls, lm: nn.Module, stops: tuple[int, ...], banned: tuple[int, ...], pad: int
+    ) -> EagerDecoder | None:
+        """A decoder for one call of ``generate`` (``stops``, ``banned`` ids, ``pad`` id)."""
         base, _ = base_and_head(lm)
         config: Any = base.config  # the LM's (or VLM's) PretrainedConfig
         cache = DynamicCache(config=config)
         if any(type(layer) is not DynamicLayer for layer in cache.layers):
             return None
-        return cls(lm, cache, stops, banned, pad, kernels)
+        return cls(lm, cache, stops, banned, pad)
 
     def prefill(
         self, first: dict[str, Any], mask: torch.Tensor, max_new_tokens: int, padded: bool
@@ -118,15 +115,13 @@ class EagerDecoder:
         after a row's stop) and the number of steps run (:meth:`answer_hidden`)."""
         batch = int(self.token.shape[0])
         reader = TokenReader(batch, max_new_tokens, self.stops, self.pad, self.device, on_token)
-        fused = nullcontext() if self.kernels is None else swapped_kernels(self.text, self.kernels)
-        with fused:  # the prefill (many tokens) ran with the model's own kernels
-            # Step t feeds answer token t and picks token t + 1; the last token needs a step
-            # only for its hidden state.
-            steps = reader.run(
-                self.token,
-                lambda t: self.step(t, return_hidden),
-                max_new_tokens - (not return_hidden),
-            )
+        # Step t feeds answer token t and picks token t + 1; the last token needs a step only
+        # for its hidden state.
+        steps = reader.run(
+            self.token,
+            lambda t: self.step(t, return_hidden),
+            max_new_tokens - (not return_hidden),
+        )
         return reader.tokens, steps
 
     def step(self, t: int, keep_hidden: bool) -> torch.Tensor:

@@ -18,7 +18,13 @@ from torch import nn
 from transformers import StaticCache
 from transformers.cache_utils import StaticLayer
 
-from partonomy.models.core.fused_kernels import DecoderKernels, checked_kernels, swapped_kernels
+from partonomy.models.core.fused_kernels import (
+    decoder_kernels,
+    model_sizes,
+    self_test,
+    supports,
+    swapped_kernels,
+)
 from partonomy.models.core.generation_batch import Generation, positions
 from partonomy.models.core.generation_host import TokenReader
 from partonomy.models.core.hf_lm import base_and_head, cache_kwargs
@@ -55,8 +61,7 @@ class DecoderKey:
 
 
 class DecoderSlot:
-    """Where a model keeps its last :class:`StaticDecoder` (attribute ``_partonomy_decoder``),
-    and the fused kernels its eager steps use (``kernels``, by :func:`kept_kernels`).
+    """Where a model keeps its last :class:`StaticDecoder` (attribute ``_partonomy_decoder``).
 
     A copy (or a pickled model) gets an empty slot: a CUDA graph cannot be copied, and the copy's
     weights live elsewhere anyway.
@@ -66,7 +71,6 @@ class DecoderSlot:
 
     def __init__(self) -> None:
         self.decoder: StaticDecoder | None = None
-        self.kernels: dict[tuple[str, str, str], DecoderKernels | None] = {}
 
     @classmethod
     def of(cls, lm: nn.Module) -> DecoderSlot:
@@ -85,20 +89,6 @@ class DecoderSlot:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.decoder = None
-        self.kernels = {}
-
-
-def kept_kernels(lm: nn.Module, choice: str) -> DecoderKernels | None:
-    """The fused kernel set ``choice`` for ``lm``'s decoder, checked once per model, device and
-    dtype (:func:`~partonomy.models.core.fused_kernels.checked_kernels`) and kept in its slot."""
-    base, head = base_and_head(lm)
-    text = getattr(base, "language_model", base)
-    weight = next(head.parameters())
-    key = (choice, str(weight.device), str(weight.dtype))
-    kept = DecoderSlot.of(lm).kernels
-    if key not in kept:
-        kept[key] = checked_kernels(choice, text, weight.device, weight.dtype)
-    return kept[key]
 
 
 def release_decoder(lm: nn.Module) -> None:
@@ -156,7 +146,11 @@ class StaticDecoder:
         self.shut_column = torch.full((b,), self.blocked, dtype=dtype, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.capture_failed = False
-        self.kernels = checked_kernels(key.fused, self.text, device, dtype) if key.fused else None
+        self.kernels = decoder_kernels(key.fused) if key.fused else None
+        if self.kernels is not None and not (
+            supports(self.text) and self_test(self.kernels, device, dtype, model_sizes(self.text))
+        ):
+            self.kernels = None
 
     @classmethod
     def of(cls, lm: nn.Module, key: DecoderKey) -> StaticDecoder | None:
