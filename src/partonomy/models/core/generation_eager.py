@@ -1,13 +1,14 @@
 """The own loop without a CUDA graph: greedy decoding with eager steps over HF's dynamic KV cache
 (:class:`EagerDecoder`), used on a CPU and with ``cuda_graphs=False``.
 
-An eager step of a 13B model on a GPU is bound by the host, not the GPU: ~1,500 kernels launched
-from Python for ~8.5 ms of GPU work. So the step launches nothing beyond the decoder forward, the
-output head and the argmax, fewer kernels than a step of HF ``generate``:
+An eager step of a 13B model on a GPU is bound by the host, not the GPU: ~1,600 kernels launched
+from Python for ~10 ms of GPU work (the same step as a CUDA graph). So the step launches nothing
+beyond the decoder forward, the output head and the argmax, fewer kernels than a step of HF
+``generate``, and never waits for the GPU:
 
 * HF's ``DynamicCache``: one ``cat`` per key and value and layer (a static cache's update is an
   ``arange``, two adds and two ``index_copy_``), and attention reads only the tokens so far;
-* no attention mask when no prompt is padded (a batch of one): SDPA's fastest kernel, and HF
+* no attention mask when no prompt is padded (e.g. a batch of one): SDPA's fastest kernel, and HF
   builds no mask; a padded batch gets one additive ``(B, 1, 1, W + T)`` mask, built at the
   prefill and sliced to the current length each step (a view);
 * position ids precomputed for every step (a view per step);
