@@ -101,6 +101,7 @@ class Batches:
         self.content_keys = content_keys
         self._cache: dict[int, Any] = {}
         self._warned: set[int] = set()
+        self._ready: tuple[int, Any] | None = None  # (position, batch) from prepare()
 
     def encode(self, index: int) -> Any:
         """The :class:`~partonomy.models.core.processing.SegExample` of sample ``index``.
@@ -135,9 +136,21 @@ class Batches:
             self._cache[index] = example
         return example
 
+    def prepare(self, position: int) -> None:
+        """Build the batch of ``position`` now, for the next :meth:`batch` call to return (the
+        recipe calls this while the device still runs the current micro-batch)."""
+        self._ready = (position, self._build(position))
+
     def batch(self, position: int) -> Any:
         """The collated :class:`~partonomy.models.core.processing.SegBatch` (on CPU) that this
-        process trains on at global micro-batch ``position``."""
+        process trains on at global micro-batch ``position`` (the prepared one if it is that
+        position's)."""
+        ready, self._ready = self._ready, None
+        if ready is not None and ready[0] == position:
+            return ready[1]
+        return self._build(position)
+
+    def _build(self, position: int) -> Any:
         indices = self.plan.indices(position, self.rank)
         batch = self.processor.collate([self.encode(i) for i in indices])
         if self.lm_tokens == "conversation":
@@ -145,5 +158,6 @@ class Batches:
         return batch
 
     def clear(self) -> None:
-        """Drop cached encodings."""
+        """Drop cached encodings and the prepared batch."""
         self._cache.clear()
+        self._ready = None

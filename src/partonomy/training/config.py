@@ -178,6 +178,16 @@ class TrainConfig:
             raise ConfigError(f"num_threads must be >= 1, got {self.num_threads}")
         if self.checkpoint.every < 0 or self.log.every <= 0:
             raise ConfigError("checkpoint.every must be >= 0 and log.every > 0")
+        if self.speed.bf16_weights and self.precision == "fp32":
+            raise ConfigError(
+                "speed.bf16_weights trains bf16 weights, but precision is fp32; set precision "
+                "to auto or bf16, or drop speed.bf16_weights"
+            )
+        if self.speed.bf16_weights and self.distributed.engine == "deepspeed_zero2":
+            raise ConfigError(
+                "speed.bf16_weights is not supported with distributed.engine: deepspeed_zero2 "
+                "(its bf16 mode keeps fp32 master weights of its own); use ddp or fsdp"
+            )
 
 
 def _section(cls: type, value: Any, where: str) -> Any:

@@ -25,7 +25,7 @@ from typing import Any, Literal, cast, overload
 
 import numpy as np
 
-from partonomy.data.sample import TrainingSample
+from partonomy.data.sample import TrainingSample, Turn
 from partonomy.errors import ConfigError
 from partonomy.io import masks as mask_io
 from partonomy.io.qa_pairs import QUESTION_TYPES, QAPair, load_qa_pairs
@@ -81,6 +81,14 @@ class DataConfig:
         all_occurrences: tag every occurrence of a part name in the answer (training tags only
             the first one, as the original does).
         limit: use only the first ``limit`` samples (None = all); for smoke runs.
+        group_by_length: batch conversations of similar length together (issue 12: less padding;
+            :class:`~partonomy.training.sampler.BatchPlan`): the epoch's shuffled order is sorted
+            by length within windows of ``group_window`` global micro-batches, and the batches of
+            a window are shuffled. Lengths are the conversations' characters
+            (:func:`sample_lengths`), known without decoding images or masks for QA-pair data;
+            the stage-1 mixture has no cheap lengths and refuses it.
+        group_window: global micro-batches per sorting window (larger: less padding, less
+            randomness in which conversations share a batch).
     """
 
     kind: Literal["qa_pairs", "mixture"] = "qa_pairs"
@@ -91,12 +99,16 @@ class DataConfig:
     cache_encoded: bool = False
     all_occurrences: bool = False
     limit: int | None = None
+    group_by_length: bool = False
+    group_window: int = 32
 
     def __post_init__(self) -> None:
         if self.micro_batch_size <= 0:
             raise ConfigError(
                 f"data.micro_batch_size must be positive, got {self.micro_batch_size}"
             )
+        if self.group_window <= 0:
+            raise ConfigError(f"data.group_window must be positive, got {self.group_window}")
 
 
 def _resolve_image(qa: QAPair, qa_file: Path, image_root: str | None) -> Path:
@@ -135,6 +147,29 @@ def part_positions(answer: str, parts: Sequence[str]) -> dict[str, int]:
     return found
 
 
+def qa_conversations(qa: QAPair, *, object_turn: bool = True) -> list[list[Turn]]:
+    """The conversations of :func:`qa_to_samples`'s samples, in the same order (text only:
+    no mask is decoded)."""
+    answer = qa.answer_choices[qa.correct_index]
+    history: list[Turn] = []
+    if qa.question_type == "whole_to_part" and qa.object_question is not None:
+        assert qa.object_answer_choices is not None and qa.object_correct_index is not None
+        history = [(qa.object_question, qa.object_answer_choices[qa.object_correct_index])]
+    conversations = [[*history, (qa.question, answer)]]
+    if object_turn and qa.question_type == "part_to_whole" and qa.object_question is not None:
+        assert qa.object_answer_choices is not None and qa.object_correct_index is not None
+        object_answer = qa.object_answer_choices[qa.object_correct_index]
+        conversations.append([(qa.question, answer), (qa.object_question, object_answer)])
+    return conversations
+
+
+def conversation_length(conversation: Sequence[Turn]) -> int:
+    """Characters of a conversation's questions and answers: the length proxy of
+    ``data.group_by_length`` (proportional to the token count for the same tokenizer; the image
+    adds the same number of tokens to every sample)."""
+    return sum(len(question) + len(answer) for question, answer in conversation)
+
+
 def qa_to_samples(
     qa: QAPair, image: np.ndarray | Path, *, object_turn: bool = True, source: str = ""
 ) -> tuple[list[TrainingSample], int]:
@@ -156,31 +191,15 @@ def qa_to_samples(
     starts = part_positions(answer, list(masks))
     ordered = {p: masks[p] for p in sorted(starts, key=starts.__getitem__)}
     meta = {"question_id": qa.question_id, "question_type": qa.question_type}
-    history: list[tuple[str, str]] = []
-    if qa.question_type == "whole_to_part" and qa.object_question is not None:
-        assert qa.object_answer_choices is not None and qa.object_correct_index is not None
-        history = [(qa.object_question, qa.object_answer_choices[qa.object_correct_index])]
-    samples = [
-        TrainingSample(
-            image=image,
-            conversation=[*history, (qa.question, answer)],
-            masks=ordered,
-            source=source,
-            meta=meta,
-        )
-    ]
-    if object_turn and qa.question_type == "part_to_whole" and qa.object_question is not None:
-        assert qa.object_answer_choices is not None and qa.object_correct_index is not None
+    samples = []
+    for k, conversation in enumerate(qa_conversations(qa, object_turn=object_turn)):
         samples.append(
             TrainingSample(
                 image=image,
-                conversation=[
-                    (qa.question, answer),
-                    (qa.object_question, qa.object_answer_choices[qa.object_correct_index]),
-                ],
-                masks={},
+                conversation=conversation,
+                masks=ordered if k == 0 else {},
                 source=source,
-                meta={**meta, "turn": "object"},
+                meta=meta if k == 0 else {**meta, "turn": "object"},
             )
         )
     return samples, len(masks) - len(ordered)
@@ -200,10 +219,18 @@ class SampleSet(Sequence[TrainingSample]):
 
     Args:
         makers: one zero-argument function per sample.
+        lengths: each sample's :func:`conversation_length` (known without building it).
     """
 
-    def __init__(self, makers: list[Callable[[], TrainingSample]]) -> None:
+    def __init__(self, makers: list[Callable[[], TrainingSample]], lengths: list[int]) -> None:
+        if len(lengths) != len(makers):
+            raise ValueError(f"{len(lengths)} lengths for {len(makers)} samples")
         self._makers = makers
+        self._lengths = lengths
+
+    def lengths(self) -> list[int]:
+        """Each sample's :func:`conversation_length`, without building the samples."""
+        return list(self._lengths)
 
     def __len__(self) -> int:
         return len(self._makers)
@@ -216,7 +243,7 @@ class SampleSet(Sequence[TrainingSample]):
 
     def __getitem__(self, index: int | slice) -> TrainingSample | SampleSet:
         if isinstance(index, slice):
-            return SampleSet(self._makers[index])
+            return SampleSet(self._makers[index], self._lengths[index])
         return self._makers[index]()
 
 
@@ -242,6 +269,7 @@ def load_qa_samples(cfg: QADataConfig) -> SampleSet:
     if not cfg.files:
         raise ConfigError("data.qa.files is empty: list the QA-pair JSON files to train on")
     makers: list[Callable[[], TrainingSample]] = []
+    lengths: list[int] = []
     for name in cfg.files:
         path = Path(name)
         if not path.exists():
@@ -260,8 +288,11 @@ def load_qa_samples(cfg: QADataConfig) -> SampleSet:
             answer = qa.answer_choices[qa.correct_index]
             unmatched += len(qa.correct_parts) - len(part_positions(answer, qa.correct_parts))
             image = _resolve_image(qa, path, cfg.image_root)
-            n = 2 if cfg.object_turn and qa.question_type == "part_to_whole" else 1
-            makers.extend(_maker(qa, image, cfg.object_turn, path.stem, k) for k in range(n))
+            conversations = qa_conversations(qa, object_turn=cfg.object_turn)
+            makers.extend(
+                _maker(qa, image, cfg.object_turn, path.stem, k) for k in range(len(conversations))
+            )
+            lengths.extend(conversation_length(c) for c in conversations)
         if unmatched:
             log.warning(
                 "%s: %d correct part(s) do not occur verbatim in their answer text and get no "
@@ -275,7 +306,7 @@ def load_qa_samples(cfg: QADataConfig) -> SampleSet:
             f"data.qa: no training samples in {', '.join(cfg.files)} after filtering "
             f"(question_types={cfg.question_types})"
         )
-    return SampleSet(makers)
+    return SampleSet(makers, lengths)
 
 
 def load_mixture_samples(mixture: dict[str, Any]) -> Sequence[TrainingSample]:
@@ -314,6 +345,26 @@ def load_samples(cfg: DataConfig) -> Sequence[TrainingSample]:
     return samples[: cfg.limit] if isinstance(samples, SampleSet) else _Head(samples, cfg.limit)
 
 
+def sample_lengths(samples: Sequence[TrainingSample]) -> list[int]:
+    """Each sample's :func:`conversation_length`, for ``data.group_by_length``: from the set's own
+    ``lengths()`` when it has one (QA-pair data: no sample is built), else from each sample of
+    an in-memory list.
+
+    Raises:
+        ConfigError: the set builds its samples on access and knows no lengths (the stage-1
+            mixture): building every sample once would read every image and mask.
+    """
+    known = getattr(samples, "lengths", None)
+    if callable(known):
+        return list(known())
+    if isinstance(samples, list | tuple):
+        return [conversation_length(s.conversation) for s in samples]
+    raise ConfigError(
+        f"data.group_by_length: the training set ({type(samples).__name__}) does not know its "
+        "conversations' lengths without reading every sample; set data.group_by_length: false"
+    )
+
+
 class _Head(Sequence[TrainingSample]):
     """The first ``n`` items of a map-style dataset."""
 
@@ -322,6 +373,10 @@ class _Head(Sequence[TrainingSample]):
 
     def __len__(self) -> int:
         return self._n
+
+    def lengths(self) -> list[int]:
+        """The base set's first ``n`` lengths (:func:`sample_lengths`)."""
+        return sample_lengths(self._base)[: self._n]
 
     def __getitem__(self, index: int) -> TrainingSample:  # type: ignore[override]
         if not 0 <= index < self._n:

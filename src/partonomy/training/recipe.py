@@ -46,7 +46,7 @@ from partonomy.models.core.trainable import set_trainable
 from partonomy.training import checkpoint as ckpt
 from partonomy.training.batches import Batches, touch_outputs
 from partonomy.training.config import TrainConfig, dump_train_config
-from partonomy.training.data import load_samples
+from partonomy.training.data import load_samples, sample_lengths
 from partonomy.training.distributed import engine_autocast, engine_in_use, make_accelerator
 from partonomy.training.engine_state import full_params, load_optimizer, save_optimizer
 from partonomy.training.model import (
@@ -144,7 +144,8 @@ class TrainRecipe:
             )
         self.accelerator = acc = make_accelerator(
             cfg.distributed,
-            precision=cfg.precision,
+            # With speed.bf16_weights every parameter is bf16: nothing is left for autocast to do.
+            precision="fp32" if cfg.speed.bf16_weights else cfg.precision,
             grad_accum=cfg.grad_accum,
             micro_batch=cfg.data.micro_batch_size,
             max_grad_norm=cfg.optim.max_grad_norm,
@@ -173,9 +174,12 @@ class TrainRecipe:
         self.new_token_ids = ckpt.processor_new_token_ids(self.processor)
         self.trainable = set_trainable(model, cfg.trainable, new_token_ids=self.new_token_ids)
         fsdp = engine_in_use(acc) == "fsdp"
-        master_weights_fp32(
-            model, self.trainable, fsdp_wrap=cfg.distributed.fsdp_wrap if fsdp else None
-        )
+        if cfg.speed.bf16_weights:  # the trained parameters too: no fp32 master weights
+            model.to(torch.bfloat16)
+        else:
+            master_weights_fp32(
+                model, self.trainable, fsdp_wrap=cfg.distributed.fsdp_wrap if fsdp else None
+            )
         self.row_subsets = embedding_row_subsets(cfg, self.trainable, self.new_token_ids)
         if cfg.gradient_checkpointing:
             model.llava.gradient_checkpointing_enable(
@@ -197,6 +201,8 @@ class TrainRecipe:
             world_size=self.world,
             seed=cfg.seed,
             shuffle=cfg.data.shuffle,
+            lengths=tuple(sample_lengths(self.samples)) if cfg.data.group_by_length else None,
+            group_window=cfg.data.group_window,
         )
         batches = Batches(
             self.samples,
@@ -299,7 +305,7 @@ class TrainRecipe:
                 if acc.device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(acc.device)
                 timer.start()
-                for _ in range(cfg.grad_accum):
+                for micro in range(cfg.grad_accum):
                     batch = self.next_batch()
                     tokens += batch.attention_mask.sum()  # no host sync until the step's end
                     timer.mark("data")
@@ -328,6 +334,10 @@ class TrainRecipe:
                         self.optimizer.step()
                         self.optimizer.zero_grad(set_to_none=True)
                         timer.mark("step")
+                    if cfg.speed.prepare_ahead and (
+                        micro + 1 < cfg.grad_accum or self.step + 1 < target
+                    ):  # encode the next batch while the device works; as_floats waits for it
+                        self.batches.prepare(self.data_pos)
                     for name, value in losses.as_floats().items():
                         sums[name] += value / cfg.grad_accum
                     n_masks += losses.n_masks

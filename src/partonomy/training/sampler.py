@@ -9,11 +9,21 @@ Epoch ``e`` visits the samples in the order ``np.random.default_rng([seed, e]).p
 A global micro-batch is ``micro_batch_size * world_size`` consecutive entries of that order;
 rank ``r`` takes the ``r``-th slice of ``micro_batch_size``. The tail that does not fill a whole
 global micro-batch is dropped for that epoch (a different tail is dropped in the next epoch).
+
+**Length grouping** (``lengths`` given; ``data.group_by_length``): the kept part of that order is
+cut into windows of ``group_window`` global micro-batches; each window is sorted by length (stable,
+so equal lengths keep their shuffled order), cut into global micro-batches, and the order of the
+batches within the window is shuffled again (``default_rng([seed, e, 1])``, one draw per window).
+A batch then holds conversations of similar length (less padding), the window keeps the epoch's
+randomness beyond its size, and the visiting order stays a pure function of ``(seed, e)``: resume
+and rank slicing work as without grouping. Which samples are dropped is decided before grouping,
+so the dropped tail is the same random one as without it (never the longest or the shortest).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -28,6 +38,9 @@ class BatchPlan:
         world_size: number of processes.
         seed: shuffling seed.
         shuffle: visit samples in a seeded random order (else in index order every epoch).
+        lengths: ``N`` per-sample lengths (tokens, or a proxy such as characters) to group batches
+            by (module docstring); None: no grouping.
+        group_window: global micro-batches per sorting window (with ``lengths``).
     """
 
     n_samples: int
@@ -35,6 +48,8 @@ class BatchPlan:
     world_size: int = 1
     seed: int = 0
     shuffle: bool = True
+    lengths: tuple[int, ...] | None = None
+    group_window: int = 32
 
     def __post_init__(self) -> None:
         if self.micro_batch_size <= 0 or self.world_size <= 0:
@@ -45,6 +60,10 @@ class BatchPlan:
                 f"({self.micro_batch_size} per process x {self.world_size} processes); "
                 "add data or lower data.micro_batch_size"
             )
+        if self.lengths is not None and len(self.lengths) != self.n_samples:
+            raise ValueError(f"{len(self.lengths)} lengths for {self.n_samples} samples")
+        if self.group_window <= 0:
+            raise ValueError(f"group_window must be positive, got {self.group_window}")
 
     @property
     def global_batch_size(self) -> int:
@@ -56,11 +75,38 @@ class BatchPlan:
         """Whole global micro-batches per epoch (the tail is dropped)."""
         return self.n_samples // self.global_batch_size
 
+    @cached_property
+    def _lengths(self) -> np.ndarray:
+        return np.asarray(self.lengths, dtype=np.int64)
+
     def order(self, epoch: int) -> np.ndarray:
-        """``(N,)`` int64: the visiting order of epoch ``epoch``."""
+        """``(N,)`` int64: the visiting order of epoch ``epoch`` (the dropped tail last)."""
         if not self.shuffle:
-            return np.arange(self.n_samples, dtype=np.int64)
-        return np.random.default_rng([self.seed, epoch]).permutation(self.n_samples)
+            base = np.arange(self.n_samples, dtype=np.int64)
+        else:
+            base = np.random.default_rng([self.seed, epoch]).permutation(self.n_samples)
+        if self.lengths is None:
+            return base
+        return np.concatenate([self._grouped(base[: self.n_kept], epoch), base[self.n_kept :]])
+
+    @property
+    def n_kept(self) -> int:
+        """Samples trained per epoch (whole global micro-batches)."""
+        return self.batches_per_epoch * self.global_batch_size
+
+    def _grouped(self, kept: np.ndarray, epoch: int) -> np.ndarray:
+        g = self.global_batch_size
+        window = self.group_window * g
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        out = []
+        for start in range(0, len(kept), window):
+            part = kept[start : start + window]
+            part = part[np.argsort(self._lengths[part], kind="stable")]
+            batches = part.reshape(-1, g)  # a window holds whole global batches
+            if self.shuffle:
+                batches = batches[rng.permutation(len(batches))]
+            out.append(batches.reshape(-1))
+        return np.concatenate(out)
 
     def indices(self, global_micro_batch: int, rank: int = 0) -> list[int]:
         """The sample indices rank ``rank`` trains on at global micro-batch ``global_micro_batch``."""

@@ -13,6 +13,14 @@
 * ``prefetch``: the next micro-batch is read, tokenised and collated in a background thread while
   the device trains on the current one (:class:`PrefetchedBatches`; the same batches). Measured
   slower at 13B, so off by default.
+* ``prepare_ahead`` (on by default): the next micro-batch is read, tokenised and collated on the
+  training thread right after the current one's backward and optimiser step are queued, before
+  the step's losses are read back (the host's one wait for the device per micro-batch), so that
+  work overlaps the device's instead of leaving it idle. Same batches, same order, same losses;
+  on a CPU it only moves the same work earlier.
+* ``bf16_weights``: the whole model in bf16, the trained parameters too (LoRA, heads, new
+  embedding rows): no fp32 master weights, AdamW's moments in bf16, and no autocast (every
+  parameter already is bf16). What it costs in precision: ``docs/training.md``.
 
 Each gives the plain step's losses within bf16 rounding (tests). Measured at 13B in
 ``docs/benchmarks.md`` (``bench_train_step.py --shape 13b --through-recipe``).
@@ -46,7 +54,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class SpeedConfig:
-    """Opt-in speed paths (module docstring); all off by default.
+    """Speed paths (module docstring); all off by default but ``prepare_ahead``.
 
     Attributes:
         embedding_cache: directory of image embeddings (``partonomy cache-embeddings DATA --out
@@ -57,12 +65,19 @@ class SpeedConfig:
         prefetch: prepare the next micro-batch in a background thread. Off by default: at 13B on
             an H200 it made the step slower (3,524 vs 4,468 tok/s; the worker holds the GIL
             while the main thread launches the step's kernels).
+        prepare_ahead: prepare the next micro-batch while the device runs the current one
+            (module docstring); on by default (it changes no result).
+        bf16_weights: train bf16 parameters without fp32 master weights or autocast (module
+            docstring; ``docs/deviations.md``). Needs ``precision`` ``auto`` or ``bf16`` and an
+            engine other than ``deepspeed_zero2``.
     """
 
     embedding_cache: str | None = None
     fused_kernels: Literal["off", "liger"] = "off"
     fused_adam: bool = False
     prefetch: bool = False
+    prepare_ahead: bool = True
+    bf16_weights: bool = False
 
 
 def text_model(model: nn.Module) -> nn.Module | None:
@@ -189,6 +204,9 @@ class PrefetchedBatches:
             batch = self.batches.batch(position)
         self._ahead = (position + 1, self._worker.submit(self.batches.batch, position + 1))
         return batch
+
+    def prepare(self, position: int) -> None:
+        """Nothing to do: :meth:`batch` already prepares the next position in the worker."""
 
     def clear(self) -> None:
         """Drop cached encodings (and the prepared batch) and stop the worker."""
