@@ -61,10 +61,18 @@ def main() -> None:
         action="store_true",
         help="7b/13b: time TrainRecipe.train itself (speed options off / cache / all)",
     )
-    parser.add_argument("--recipe-lines", default="off,cache,fused,all", help="--through-recipe")
+    parser.add_argument(
+        "--recipe-lines",
+        default="off,cache,fused,all",
+        help=f"--through-recipe: comma-separated, or 'ladder'; of {', '.join(RECIPE_LINES)}",
+    )
     args = parser.parse_args()
-    if args.shape != "tiny" and args.through_recipe:
-        through_recipe(args.shape, args.batch, args.steps, args.recipe_lines.split(","))
+    if args.through_recipe:
+        names = LADDER if args.recipe_lines == "ladder" else args.recipe_lines.split(",")
+        unknown = sorted(set(names) - set(RECIPE_LINES))
+        if unknown:
+            parser.error(f"unknown --recipe-lines {unknown}; known: {', '.join(RECIPE_LINES)}")
+        through_recipe(args.shape, args.batch, args.steps, names)
         return
     if args.shape != "tiny":
         choices = args.choices.split(",")
@@ -177,24 +185,67 @@ def _turns(processor: Any, rng: np.random.Generator, tokens: int, n_parts: int) 
     return image, history, question, answer, masks
 
 
+RECIPE_LINES: dict[str, tuple[str, dict[str, Any]]] = {
+    # name: (label, config overrides on top of the run's base config); "{cache}" is the cache dir
+    "off": ("speed off (SAM encoder in the step)", {"speed.prepare_ahead": False}),
+    "cache": ("speed.embedding_cache", {"speed.embedding_cache": "{cache}",
+                                        "speed.prepare_ahead": False}),
+    "fused": ("cache + fused_kernels: liger + fused_adam", {
+        "speed.embedding_cache": "{cache}", "speed.fused_kernels": "liger",
+        "speed.fused_adam": True, "speed.prepare_ahead": False}),
+    "all": ("cache + liger + fused_adam + prefetch thread", {
+        "speed.embedding_cache": "{cache}", "speed.fused_kernels": "liger",
+        "speed.fused_adam": True, "speed.prepare_ahead": False, "speed.prefetch": True}),
+    "ahead": ("fused + prepare_ahead (default)", {
+        "speed.embedding_cache": "{cache}", "speed.fused_kernels": "liger",
+        "speed.fused_adam": True}),
+    "grouped": ("fused + ahead + data.group_by_length", {
+        "speed.embedding_cache": "{cache}", "speed.fused_kernels": "liger",
+        "speed.fused_adam": True, "data.group_by_length": True}),
+    "bf16": ("fused + ahead + grouped + bf16_weights", {
+        "speed.embedding_cache": "{cache}", "speed.fused_kernels": "liger",
+        "speed.fused_adam": True, "data.group_by_length": True, "speed.bf16_weights": True}),
+    "bf16_random": ("fused + ahead + bf16_weights (random batches)", {
+        "speed.embedding_cache": "{cache}", "speed.fused_kernels": "liger",
+        "speed.fused_adam": True, "speed.bf16_weights": True}),
+    "noclip": ("bf16 line without gradient clipping", {
+        "speed.embedding_cache": "{cache}", "speed.fused_kernels": "liger",
+        "speed.fused_adam": True, "data.group_by_length": True, "speed.bf16_weights": True,
+        "optim.max_grad_norm": 0.0}),
+    "timing": ("bf16 line with log.timing (syncs per phase)", {
+        "speed.embedding_cache": "{cache}", "speed.fused_kernels": "liger",
+        "speed.fused_adam": True, "data.group_by_length": True, "speed.bf16_weights": True,
+        "log.timing": True}),
+}  # fmt: skip
+
+
+LADDER = ("fused", "ahead", "grouped", "bf16", "bf16_random", "noclip", "timing")
+"""``--recipe-lines ladder``: the issue-12 item-4 choices one at a time on top of each other."""
+
+
 def through_recipe(
     shape: str, batch: int, steps: int, names: Sequence[str] = ("off", "cache", "fused", "all")
 ) -> None:
     """``--through-recipe``: ``TrainRecipe.setup`` + ``train`` at the 7B / 13B shape (random bf16
-    weights, the recipe's peft LoRA, fp32 trained weights, bf16 autocast, AdamW, logging), its
-    data swapped for the synthetic ~1k-token conversations above; tokens/s from the recipe's own
-    step records (median step after the first), for: every speed option off (SAM encoder in the
-    step), ``speed.embedding_cache`` (filled beforehand, as ``partonomy cache-embeddings`` does),
-    the cache + ``speed.fused_kernels: liger`` + ``speed.fused_adam``, and all of them with
-    ``speed.prefetch`` (``--recipe-lines`` picks some of ``off,cache,fused,all``)."""
+    weights, the recipe's peft LoRA, AdamW, gradient clipping, logging), its data swapped for
+    the synthetic ~1k-token conversations above, visited in a seeded random order (``tiny``: the
+    default tiny model on the CPU, a smoke test of this code). Each of ``--recipe-lines``
+    (:data:`RECIPE_LINES`) sets config keys on top of the base run: the speed options one by one
+    (``off``, ``cache``, ``fused``, ``all`` = prefetch thread, ``ahead`` = ``speed.prepare_ahead``,
+    ``grouped`` = ``data.group_by_length``, ``bf16`` = ``speed.bf16_weights``), then without
+    gradient clipping and with ``log.timing``. Tokens/s = real tokens of steps 2.. over their
+    wall time, from the recipe's own step records; allocator retries are counted per line."""
     import transformers
     from bench_plum_e2e import PLUM_HEADS, SHAPES
 
     from partonomy.config import from_dict
     from partonomy.data.sample import TrainingSample
     from partonomy.data.synth import generate_world, preset
+    from partonomy.io.descriptor import load_descriptor
+    from partonomy.io.qa_pairs import parse_qa_pair, save_qa_pairs
     from partonomy.training.batches import Batches
     from partonomy.training.config import TrainConfig
+    from partonomy.training.data import sample_lengths
     from partonomy.training.recipe import TrainRecipe
     from partonomy.training.sampler import BatchPlan
 
@@ -203,16 +254,13 @@ def through_recipe(
     print(f"device: {name} ({os.cpu_count()} CPU cores, load "
           f"{os.getloadavg()[0]:.2f})  torch {torch.__version__}  transformers "
           f"{transformers.__version__}")  # fmt: skip
+    print(f"PYTORCH_CUDA_ALLOC_CONF={os.environ.get('PYTORCH_CUDA_ALLOC_CONF', '')!r}")
     shape_cfg = {k: dict(v) for k, v in SHAPES[shape].items()}
     for section in ("llava", "sam"):
-        shape_cfg[section]["dtype"] = "bfloat16" if on_gpu else "float32"
+        shape_cfg.setdefault(section, {})["dtype"] = "bfloat16" if on_gpu else "float32"
     with tempfile.TemporaryDirectory() as tmp:
-        from partonomy.io.qa_pairs import parse_qa_pair, save_qa_pairs
-
         desc, _ = generate_world(Path(tmp) / "w", n_images=2, seed=0, size=64,
                                  config=preset("easy"), progress=False)  # fmt: skip
-        from partonomy.io.descriptor import load_descriptor
-
         inst = load_descriptor(desc).instances[0]
         part = sorted(inst.part_names())[0]
         record = {"question_id": "q0", "image_path": str(load_descriptor(desc).image_path(inst)),
@@ -228,30 +276,31 @@ def through_recipe(
             [parse_qa_pair({**record, "question_id": f"q{i}"}, i, qa_file) for i in range(batch)],
             qa_file,
         )
-        cache_dir = Path(tmp) / "cache"
+        cache_dir = str(Path(tmp) / "cache")
         rng = np.random.default_rng(0)
         samples: list[Any] = []
-        cached = {"embedding_cache": str(cache_dir)}
-        fused = {**cached, "fused_kernels": "liger", "fused_adam": True}
-        lines = {"off": ("speed off (SAM encoder in the step)", {"prefetch": False}),
-                 "cache": ("speed.embedding_cache", {**cached, "prefetch": False}),
-                 "fused": ("cache + fused_kernels: liger + fused_adam", {**fused, "prefetch": False}),
-                 "all": ("cache + liger + fused_adam + prefetch", {**fused, "prefetch": True})}  # fmt: skip
-        for label, speed in (lines[name] for name in names):
-            cfg = from_dict(TrainConfig, {
-                "family": "plum", "run_dir": str(Path(tmp) / f"run{len(label)}"),
+        for k, line in enumerate(names):
+            label, overrides = RECIPE_LINES[line]
+            overrides = {key: cache_dir if value == "{cache}" else value
+                         for key, value in overrides.items()}  # fmt: skip
+            base = {
+                "family": "plum", "run_dir": str(Path(tmp) / f"run{k}"),
                 "max_steps": steps + 1, "model": {**shape_cfg, **PLUM_HEADS, "max_length": 2048},
                 "trainable": {"language_model": "lora"},
                 "data": {"qa": {"files": [str(qa_file)]}, "micro_batch_size": batch},
-                "checkpoint": {"every": 0, "save_base": "never"}, "log": {"progress": False}, "speed": speed,
-                "cpu": not on_gpu,
-            })  # fmt: skip
+                "checkpoint": {"every": 0, "save_base": "never"},
+                "log": {"progress": False}, "cpu": not on_gpu,
+            }  # fmt: skip
+            for key, value in overrides.items():
+                section, field = key.split(".")
+                base.setdefault(section, {})[field] = value
+            cfg = from_dict(TrainConfig, base)
             t0 = time.perf_counter()
             recipe = TrainRecipe(cfg)
             try:
                 recipe.setup()
             except Exception as err:  # e.g. liger-kernel missing: report, go on
-                print(f"{label:<44} setup failed: {type(err).__name__}: {err}"[:300])
+                print(f"{label:<46} setup failed: {type(err).__name__}: {err}"[:300])
                 continue
             if not samples:  # ~1k-token conversations, 4 masks each (the --shape lines' data)
                 for _ in range(batch * (steps + 1)):
@@ -260,11 +309,22 @@ def through_recipe(
                     )
                     samples.append(TrainingSample(image, [*history, (question, answer)], masks))
             recipe.samples = samples
-            recipe.plan = BatchPlan(n_samples=len(samples), micro_batch_size=batch,
-                                    world_size=1, seed=0, shuffle=False)  # fmt: skip
+            recipe.plan = BatchPlan(
+                n_samples=len(samples), micro_batch_size=batch, world_size=1, seed=0,
+                lengths=tuple(sample_lengths(samples)) if cfg.data.group_by_length else None,
+                group_window=cfg.data.group_window,
+            )  # fmt: skip
             batches = Batches(samples, recipe.processor, recipe.plan,
                               content_keys=recipe.speed.content_keys,
                               image_token_id=recipe.model.image_token_id)  # fmt: skip
+            if k == 0 or cfg.data.group_by_length:
+                tokens = [len(batches.encode(i).input_ids) for i in range(len(samples))]
+                pad = [
+                    1 - sum(tokens[i] for i in idx) / (len(idx) * max(tokens[i] for i in idx))
+                    for idx in (recipe.plan.indices(g) for g in range(steps + 1))
+                ]
+                print(f"  ({'grouped' if cfg.data.group_by_length else 'random'} batches: "
+                      f"{100 * statistics.mean(pad):.1f}% padding)")  # fmt: skip
             recipe.batches = recipe.speed.batches(batches)
             if recipe.speed.cache is not None:  # filled beforehand (partonomy cache-embeddings)
                 for position in range(recipe.plan.batches_per_epoch):
@@ -272,14 +332,33 @@ def through_recipe(
                         recipe.batches.batch(position).to(recipe.accelerator.device)
                     )
             setup_s = time.perf_counter() - t0
-            result = recipe.train()
-            times = [r["time"] for r in result.records]
-            per_step = statistics.median(b - a for a, b in itertools.pairwise(times))
-            tokens = statistics.mean(r["tokens"] for r in result.records[1:])
-            peak = max(max(r.get("peak_mem_gib", [0.0])) for r in result.records)
-            print(f"{label:<44} {per_step * 1e3:7.0f} ms/step  {tokens / per_step:6.0f} tok/s  "
-                  f"peak {peak:5.1f} GiB  (setup {setup_s:.0f} s, {len(times)} steps, "
-                  f"{tokens:.0f} tokens/step)")  # fmt: skip
+            retries = torch.cuda.memory_stats().get("num_alloc_retries", 0) if on_gpu else 0
+            try:
+                result = recipe.train()
+            except torch.cuda.OutOfMemoryError:
+                print(f"{label:<46} out of memory")
+                recipe.cleanup()
+                del recipe
+                gc.collect()
+                torch.cuda.empty_cache()
+                continue
+            finally:
+                retries = (torch.cuda.memory_stats().get("num_alloc_retries", 0) - retries
+                           if on_gpu else 0)  # fmt: skip
+            records = result.records
+            wall = records[-1]["time"] - records[0]["time"]
+            tokens_run = sum(r["tokens"] for r in records[1:])
+            peak = max(max(r.get("peak_mem_gib", [0.0])) for r in records)
+            print(f"{label:<46} {wall / (len(records) - 1) * 1e3:7.0f} ms/step  "
+                  f"{tokens_run / wall:6.0f} tok/s  peak {peak:5.1f} GiB  "
+                  f"{retries} alloc retries  (setup {setup_s:.0f} s, {len(records)} steps, "
+                  f"{tokens_run / (len(records) - 1):.0f} tokens/step)")  # fmt: skip
+            if cfg.log.timing:
+                phases = [key for key in records[-1] if key.startswith("t_")]
+                print("  median phase times (s): " + ", ".join(
+                    f"{key[2:]} {statistics.median(r[key] for r in records[1:]):.3f}"
+                    for key in phases))  # fmt: skip
+            recipe.cleanup()
             del recipe, result
             gc.collect()
             if on_gpu:
