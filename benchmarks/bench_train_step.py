@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import itertools
 import os
 import platform
 import statistics
