@@ -135,8 +135,10 @@ def test_prepare_ahead_gives_the_same_batches_and_losses(synth_qa: Path, tmp_pat
     assert batches._ready is not None and batches._ready[0] == 3
     assert torch.equal(batches.batch(3).input_ids, want.input_ids)  # the prepared one, used once
     assert batches._ready is None
+    other = batches.batch(2)
     batches.prepare(4)
-    assert torch.equal(batches.batch(2).input_ids, batches._build(2).input_ids)  # another position
+    assert torch.equal(batches.batch(2).input_ids, other.input_ids)  # another position: built
+    assert batches._ready is None  # the prepared batch of 4 was dropped, not kept stale
     recipe.cleanup()
 
 
