@@ -45,7 +45,6 @@ from partonomy.eval.protocol import EvalItem, ModelAnswer
 from partonomy.io.qa_pairs import load_qa_pairs
 from partonomy.models.core.family import get_family
 from partonomy.models.core.predictor import SegPredictor
-from partonomy.models.core.scoring import score_groups
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sam_encoder import set_attention
@@ -109,20 +108,16 @@ def stages(
 
     # compile_encoder=False: a compiled encoder (compiled in place by an earlier predictor) stays so
     plain = type(predictor)(predictor.model, predictor.processor, batch_size=predictor.batch_size,
-                         pipeline=False, compile_encoder=False)  # fmt: skip
+                         pipeline=False, compile_encoder=False, scoring_kernels="off",
+                         share_image_prefix=predictor.share_image_prefix)  # fmt: skip
+    plain.kernels = predictor.kernels  # the same fused kernels (or none)
     for start in range(0, len(questions), plain.batch_size):
         t = sync()
         prep = plain._prepare(questions[start : start + plain.batch_size], None)
         t1 = sync()
         emb = plain._embed(prep.keys, prep.sam_inputs.__getitem__)
         t2 = sync()
-        scores = score_groups(
-            plain.model.llava,
-            prep.groups,
-            image_token_id=plain.processor.image_token_id,
-            pad_token_id=plain._pad_id(),
-            layout=plain.layout,
-        )
+        scores = plain._score(prep.groups)
         t3 = sync()
         plain._teacher_forced_masks(prep.correct, [scores[g].hidden for g in prep.part_group], emb)
         t4 = sync()
@@ -152,9 +147,10 @@ def agreement(a: list[ModelAnswer], b: list[ModelAnswer]) -> str:
     )
 
 
-def harness_run(predictor: SegPredictor, n: int, batch: int, seed: int) -> float:
+def harness_run(predictor: SegPredictor, n: int, batch: int, seed: int) -> tuple[float, float]:
     """``partonomy eval``'s harness (``run_eval``) over ``n`` questions whose images are PNG files
-    on disk (decoded cold by the harness); returns seconds."""
+    on disk (decoded cold by the harness); returns the run's seconds (reading the QA file and
+    scoring included) and its prediction seconds (first batch to last line written)."""
     records = json.loads(FIXTURE.read_text())
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,8 +167,8 @@ def harness_run(predictor: SegPredictor, n: int, batch: int, seed: int) -> float
                          batch_size=batch, progress=False)  # fmt: skip
         logging.getLogger("partonomy").setLevel(logging.ERROR)  # resized fixture masks warn
         t = time.perf_counter()
-        run_eval(cfg, model=predictor)
-        return time.perf_counter() - t
+        outcome = run_eval(cfg, model=predictor)
+        return time.perf_counter() - t, outcome.seconds
 
 
 def main() -> None:
@@ -198,7 +194,11 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="only the default path (pipeline, compiled encoder) against the pipeline uncompiled",
+        help="only the default path (pipeline, compiled encoder) and its scoring variants",
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="--quick: timings per variant")
+    parser.add_argument(
+        "--steady", type=int, default=3, help="--quick: the default over this many x --n questions"
     )
     args = parser.parse_args()
 
@@ -269,7 +269,7 @@ def main() -> None:
             model, processor, batch_size=args.batch, pipeline=True, compile_encoder=False
         )
         predictor.predict(items(args.batch, seed=1))
-        seconds = harness_run(predictor, args.n, args.batch, seed=3)
+        seconds, _ = harness_run(predictor, args.n, args.batch, seed=3)
         print(
             f"{'run_eval (partonomy eval), PNGs on disk':44s} batch {args.batch:3d}: "
             f"{seconds:6.2f} s  {args.n / seconds:6.2f} q/s"
@@ -317,24 +317,60 @@ def share_ab(run: Any, args: Any, model: Any, processor: Any, device: torch.devi
             print(f"  shared vs unshared: {agreement(shared, answers)}")
 
 
+QUICK_VARIANTS: list[tuple[str, dict[str, Any]]] = [
+    ("before: unshared prefix, plain kernels", {"share_image_prefix": False, "scoring_kernels": "off"}),
+    ("shared image prefix, plain kernels", {"share_image_prefix": True, "scoring_kernels": "off"}),
+    ("unshared prefix, compiled kernels", {"share_image_prefix": False, "scoring_kernels": "compiled"}),
+    ("shared image prefix, compiled kernels", {"share_image_prefix": True, "scoring_kernels": "compiled"}),
+    ("shared image prefix, liger kernels", {"share_image_prefix": True, "scoring_kernels": "liger"}),
+    ("default (SegPredictor's defaults)", {}),
+]  # fmt: skip
+"""``--quick``'s scoring variants, each on the default path otherwise (pipeline, flash SAM encoder
+compiled): the first is the default before issue 12's last evaluation work."""
+
+
 def quick(run: Any, args: Any, model: Any, processor: Any, device: torch.device) -> None:
-    """``--quick``: the default path (what ``partonomy eval --model plum`` builds on a GPU) against
-    the same without the compiled encoder, and through ``run_eval``."""
+    """``--quick``: the default path (what ``partonomy eval --model plum`` builds on a GPU) and its
+    scoring variants (:data:`QUICK_VARIANTS`, each timed ``--repeats`` times), how far their
+    answers are from the first's, the default's stages, ``run_eval`` over PNG files, and the
+    default over ``--steady`` x ``--n`` questions in one call (the pipeline's start amortised)."""
+    from partonomy.models.core.scoring_kernels import liger_kernels
+
+    set_attention(model.mask_head.sam.vision_encoder, "flash")  # the builder's default
     questions = items(args.n, seed=2)
-    plain = run("pipeline, flash SAM, no compile", args.batch, pipeline=True, compile_encoder=False)
+    answers: dict[str, list[ModelAnswer]] = {}
     t = time.perf_counter()
-    default = run("default: pipeline, flash SAM, compiled encoder", args.batch)
-    print(f"  (incl. warm-up/compile {time.perf_counter() - t:.1f} s in all)")
-    print(f"  compiled vs not: {agreement(plain, default)}")
+    for label, options in QUICK_VARIANTS:
+        if options.get("scoring_kernels") == "liger" and liger_kernels() is None:
+            print(f"{label}: liger-kernel not installed, skipped")
+            continue
+        predictor = SegPredictor(model, processor, batch_size=args.batch, **options)
+        predictor.predict(items(args.batch, seed=1))  # warm-up: kernels, allocator, compile
+        if not answers:
+            print(f"  (first warm-up incl. SAM encoder compile {time.perf_counter() - t:.1f} s)")
+        kernels = predictor.kernels.name if predictor.kernels else "none"
+        for _ in range(args.repeats):
+            got, seconds = timed_predict(predictor, questions, device)
+            print(f"{label:40s} batch {args.batch}: {seconds:5.2f} s {args.n / seconds:6.2f} q/s  "
+                  f"(share {predictor.share_image_prefix}, kernels {kernels})")  # fmt: skip
+        answers[label] = got
+    first, *rest = answers
+    for label in rest:
+        print(f"  {label} vs before: {agreement(answers[first], answers[label])}")
     predictor = SegPredictor(model, processor, batch_size=args.batch)
     spent = stages(predictor, questions, device)
     print("  stages (default): " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
     predictor.predict(items(args.batch, seed=1))
-    seconds = harness_run(predictor, args.n, args.batch, seed=3)
+    seconds, predicting = harness_run(predictor, args.n, args.batch, seed=3)
     print(
-        f"{'run_eval (partonomy eval), PNGs on disk':44s} batch {args.batch:3d}: "
-        f"{seconds:6.2f} s  {args.n / seconds:6.2f} q/s"
+        f"{'run_eval (partonomy eval), PNGs on disk':40s} batch {args.batch}: {seconds:5.2f} s "
+        f"{args.n / seconds:6.2f} q/s  (prediction alone {predicting:.2f} s, "
+        f"{args.n / predicting:.2f} q/s)"
     )
+    many = items(args.n * args.steady, seed=4)
+    _, seconds = timed_predict(predictor, many, device)
+    print(f"{'default, steady state':40s} batch {args.batch}: {seconds:5.2f} s "
+          f"{len(many) / seconds:6.2f} q/s  ({len(many)} questions in one predict call)")  # fmt: skip
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 

@@ -185,3 +185,17 @@ def test_feedback_pooling_in_row_chunks_is_unchanged(monkeypatch: pytest.MonkeyP
         monkeypatch.setattr(feedback, "ATTENTION_ROWS", h * w + 3)  # chunks cut through answers
         chunked = model.feedback(head.mask_embed, masks, queries, pe)
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
+
+
+def test_shared_prefix_and_fused_kernels_equal_plain(
+    model_and_processor: tuple, items: list[EvalItem]
+) -> None:
+    """The GPU default's scoring options (image prefix shared by a question's part and object
+    groups, fused decoder kernels; here the plain-torch reference set) change no answer."""
+    from partonomy.models.core.fused_kernels import reference_kernels
+
+    model, processor = model_and_processor
+    plain = SegPredictor(model, processor, batch_size=4, pipeline=False).predict(items)
+    fast = SegPredictor(model, processor, batch_size=4, pipeline=True, share_image_prefix=True)
+    fast.kernels = reference_kernels()
+    assert_same(plain, fast.predict(items))

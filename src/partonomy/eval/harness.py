@@ -30,6 +30,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,17 +216,74 @@ def _prepare_records(cfg: EvalConfig, qa_path: Path, records: list[QAPair]) -> l
 
 class _ImageCache:
     """Decodes each image once per run of consecutive questions about it (the usual file order:
-    one image, several question types) and hands every question its own copy."""
+    one image, several question types) and hands every question its own copy. A batch's distinct
+    images are decoded in parallel threads (PIL releases the GIL while it decodes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, qa_path: Path, pool: ThreadPoolExecutor | None = None) -> None:
+        self._qa_path = qa_path
+        self._pool = pool
         self._path: Path | None = None
         self._image: np.ndarray | None = None
 
-    def get(self, pending: _Pending, qa_path: Path) -> np.ndarray:
-        if pending.image != self._path or self._image is None:
-            self._image = load_image(pending.image, file=qa_path, record=pending.record)
-            self._path = pending.image
-        return self._image.copy()  # a model may modify its input in place
+    def _load(self, pending: _Pending) -> np.ndarray:
+        return load_image(pending.image, file=self._qa_path, record=pending.record)
+
+    def batch(self, pendings: Sequence[_Pending]) -> list[np.ndarray]:
+        """Every question's image, in order (each its own array: a model may modify its input)."""
+        first: dict[Path, _Pending] = {}  # each distinct image once, but the one held already
+        for pending in pendings:
+            if pending.image != self._path:
+                first.setdefault(pending.image, pending)
+        todo = list(first.values())
+        mapped = map(self._load, todo) if self._pool is None else self._pool.map(self._load, todo)
+        decoded = dict(zip(first, mapped, strict=True))
+        if self._path is not None and self._image is not None:
+            decoded[self._path] = self._image
+        out = []
+        for pending in pendings:
+            if pending.image != self._path:
+                self._path, self._image = pending.image, decoded[pending.image]
+            assert self._image is not None
+            out.append(self._image.copy())
+        return out
+
+
+class _Writer:
+    """Checks answers and appends their lines in a background thread, one batch at a time, so
+    that the model's next batch (its device work) overlaps the answer checks, the mask RLE
+    encoding and the fsynced writes of this one. A batch's lines are written only after all its
+    answers passed the checks; an error stops the run at the next :meth:`submit` or :meth:`wait`."""
+
+    def __init__(
+        self, model: str, appender: JsonlAppender, done: dict[str, Prediction], bar: Any
+    ) -> None:
+        self._model, self._appender, self._done, self._bar = model, appender, done, bar
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="partonomy-write")
+        self._pending: Future[None] | None = None
+
+    def _write(self, items: list[EvalItem], answers: list[Any]) -> None:
+        preds = [answer_to_prediction(self._model, it, a) for it, a in zip(items, answers)]
+        for pred in preds:
+            self._appender.write(pred.to_dict())
+            self._done[pred.question_id] = pred
+        self._bar.update(len(preds))
+
+    def submit(self, items: list[EvalItem], answers: list[Any]) -> None:
+        self.wait()  # at most one batch in flight: bounded memory, errors surface a batch late
+        self._pending = self._thread.submit(self._write, items, answers)
+
+    def wait(self) -> None:
+        """Block until the last submitted batch is written; re-raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+
+
+DECODE_THREADS = 4
+"""Threads decoding a batch's images (PNG/JPEG decoding scales with them)."""
 
 
 def _batches(items: list[_Pending], size: int) -> Iterator[list[_Pending]]:
@@ -374,8 +432,8 @@ def _predict_all(
     from tqdm import tqdm
 
     qa_path = Path(cfg.qa_file)
-    images = _ImageCache()
     with (
+        ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="partonomy-decode") as pool,
         JsonlAppender(predictions_path) as appender,
         tqdm(
             total=n_total,
@@ -385,11 +443,12 @@ def _predict_all(
             disable=not progress,
         ) as bar,
     ):
+        images = _ImageCache(qa_path, pool)
         produced: deque[list[EvalItem]] = deque()  # appended where the batches are produced
 
         def item_batches() -> Iterator[list[EvalItem]]:
             for batch in _batches(pending, cfg.batch_size):
-                items = [EvalItem(p.qa, images.get(p, qa_path)) for p in batch]
+                items = [EvalItem(p.qa, im) for p, im in zip(batch, images.batch(batch))]
                 produced.append(items)
                 yield items
 
@@ -400,16 +459,17 @@ def _predict_all(
             outputs: Iterator[Any] = stream(item_batches())
         else:
             outputs = (model.predict(items) for items in item_batches())
-        for answers in outputs:
-            items = produced.popleft()
-            if not isinstance(answers, list) or len(answers) != len(items):
-                n = len(answers) if isinstance(answers, list) else type(answers).__name__
-                raise ModelOutputError(
-                    f"model '{cfg.model}' returned {n} answers for a batch of {len(items)} "
-                    f"questions (first question_id {items[0].question_id!r}); expected one each"
-                )
-            preds = [answer_to_prediction(cfg.model, it, a) for it, a in zip(items, answers)]
-            for pred in preds:
-                appender.write(pred.to_dict())
-                done[pred.question_id] = pred
-            bar.update(len(preds))
+        writer = _Writer(cfg.model, appender, done, bar)
+        try:
+            for answers in outputs:
+                items = produced.popleft()
+                if not isinstance(answers, list) or len(answers) != len(items):
+                    n = len(answers) if isinstance(answers, list) else type(answers).__name__
+                    raise ModelOutputError(
+                        f"model '{cfg.model}' returned {n} answers for a batch of {len(items)} "
+                        f"questions (first question_id {items[0].question_id!r}); expected one each"
+                    )
+                writer.submit(items, answers)
+            writer.wait()
+        finally:
+            writer.close()  # lets a batch in flight finish its lines (or fail) before returning

@@ -74,3 +74,22 @@ def test_shared_roots_on_cuda_bf16(lm: LlavaForConditionalGeneration) -> None:
             torch.testing.assert_close(x.conversation, y.conversation, atol=5e-2, rtol=0)
     finally:
         lm.to("cpu", torch.float32)
+
+
+def test_rest_pass_runs_only_the_groups_with_a_rest(lm: LlavaForConditionalGeneration) -> None:
+    """The roots' batch holds one row per image, the rests' batch only the groups whose prefix
+    goes on past their root (not the lone group, not the one ending at the root), the
+    continuations' batch one row per group (packed layout)."""
+    shapes: list[tuple[int, int]] = []
+
+    def record(module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        shapes.append(tuple(kwargs["inputs_embeds"].shape[:2]))
+
+    hook = lm.model.language_model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        score_groups(lm, _shared_groups(), image_token_id=IMAGE)
+    finally:
+        hook.remove()
+    (roots, _), (rests, rest_width), (conts, _) = shapes
+    assert (roots, rests, conts) == (2, 2, 4)
+    assert rest_width == 10  # the object question's rest: 5, 6, the 6-token answer, 7, 8

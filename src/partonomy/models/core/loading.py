@@ -62,6 +62,7 @@ PREDICTOR_OPTIONS = (
     "compile_encoder",
     "embedding_cache",
     "share_image_prefix",
+    "scoring_kernels",
 )
 
 

@@ -83,6 +83,11 @@ class SegPredictor(BenchmarkMode, FreeFormMode):
             image; :mod:`~partonomy.models.core.scoring_prefix`). Off by default: at 13B on an
             H200 it was slower end to end (12.3 vs 13.4 q/s uncompiled, benchmarks.md), because
             the rest-of-prefix pass is padded to the longest rest.
+        scoring_kernels: fused RMSNorm / SwiGLU / rotary kernels in the scoring forwards
+            (:mod:`~partonomy.models.core.scoring_kernels`): ``auto`` (Liger's when installed,
+            else ``torch.compile``d ones), ``liger``, ``compiled`` or ``off``; None (default):
+            ``auto`` on a CUDA device, ``off`` elsewhere. Used only when they pass a self-test at
+            the model's sizes, and only for LLaMA-shaped LLaVA decoders.
 
     Benchmark mode lives in :mod:`~partonomy.models.core.predictor_benchmark`, free-form mode in
     :mod:`~partonomy.models.core.predictor_freeform`, the shared state (constructor, image

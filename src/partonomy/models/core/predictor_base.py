@@ -15,7 +15,10 @@ import torch
 from partonomy.errors import ConfigError
 from partonomy.models.backbones.sam_fast import compile_blocks
 from partonomy.models.core.embedding_cache import EmbeddingCache, image_key
+from partonomy.models.core.hf_lm import base_and_head
 from partonomy.models.core.scoring import CHOICE_SCORES, LAYOUTS, Layout
+from partonomy.models.core.scoring_kernels import SCORING_KERNELS, usable
+from partonomy.models.core.scoring_kernels import scoring_kernels as select_kernels
 
 if TYPE_CHECKING:
     from partonomy.models.core.model import SegLMM
@@ -46,6 +49,7 @@ class PredictorBase:
         compile_encoder: bool | None = None,
         embedding_cache: str | None = None,
         share_image_prefix: bool = False,
+        scoring_kernels: str | None = None,
     ) -> None:
         if choice_score not in CHOICE_SCORES:
             raise ConfigError(
@@ -53,6 +57,11 @@ class PredictorBase:
             )
         if generation not in ("loop", "static"):
             raise ConfigError(f"generation must be 'loop' or 'static', got {generation!r}")
+        if scoring_kernels is not None and scoring_kernels not in SCORING_KERNELS:
+            raise ConfigError(
+                f"scoring_kernels must be one of {', '.join(SCORING_KERNELS)}, "
+                f"got {scoring_kernels!r}"
+            )
         if layout not in LAYOUTS:
             raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         for label, value in (
@@ -86,6 +95,14 @@ class PredictorBase:
                     "image encoder to compile"
                 )
             compile_blocks(encoder)
+        if scoring_kernels is None:  # fused kernels pay on a GPU; on a CPU there is no Triton
+            scoring_kernels = "auto" if self.device.type == "cuda" else "off"
+        # LLaMA-shaped LLaVA decoders only (an HF VLM's attention has its own rotary embedding)
+        self.kernels = (
+            None
+            if self.model.vlm is not None
+            else usable(select_kernels(scoring_kernels), base_and_head(self.model.llava)[0])
+        )
         self.disk_cache = (
             None
             if embedding_cache is None

@@ -24,8 +24,10 @@ from partonomy.eval.protocol import EvalItem, ModelAnswer, ReferQuery
 from partonomy.io.qa_pairs import OBJECT_QUESTION_TYPES
 from partonomy.models.backbones.preprocess import clip_preprocess, sam_normalize, sam_resize
 from partonomy.models.core.embedding_cache import image_key
+from partonomy.models.core.hf_lm import base_and_head
 from partonomy.models.core.predictor_base import MASK_THRESHOLD, PredictorBase
-from partonomy.models.core.scoring import ChoiceGroup, choice_group, score_groups
+from partonomy.models.core.scoring import ChoiceGroup, GroupScores, choice_group, score_groups
+from partonomy.models.core.scoring_kernels import fused
 
 if TYPE_CHECKING:
     from partonomy.models.core.processing import SegExample
@@ -78,6 +80,20 @@ class BenchmarkMode(PredictorBase):
             keep_hidden=keep,
             share_key=examples[0].image_key if self.share_image_prefix else None,
         )
+
+    def _score(self, groups: list[ChoiceGroup]) -> list[GroupScores]:
+        """:func:`score_groups` with the predictor's options, its decoder running the fused
+        kernels of ``scoring_kernels`` (if any) for the duration."""
+        with fused(base_and_head(self.model.llava)[0], self.kernels):
+            return score_groups(
+                self.model.llava,
+                groups,
+                image_token_id=self.processor.image_token_id,
+                pad_token_id=self._pad_id(),
+                max_rows=self.max_rows,
+                layout=self.layout,
+                vlm=self.model.vlm,
+            )
 
     @torch.no_grad()
     def predict(self, items: Sequence[EvalItem]) -> list[ModelAnswer]:
@@ -221,15 +237,7 @@ class BenchmarkMode(PredictorBase):
             return sam_normalize(value.to(self.device, non_blocking=True), side)
 
         embeddings = self._embed(prepared.keys, sam_input)
-        scores = score_groups(
-            self.model.llava,
-            prepared.groups,
-            image_token_id=self.processor.image_token_id,
-            pad_token_id=self._pad_id(),
-            max_rows=self.max_rows,
-            layout=self.layout,
-            vlm=self.model.vlm,
-        )
+        scores = self._score(prepared.groups)
         correct = prepared.correct
         hidden = [scores[g].hidden for g in prepared.part_group]
         masks = self._teacher_forced_masks(correct, hidden, embeddings)
@@ -316,14 +324,7 @@ class BenchmarkMode(PredictorBase):
                 )
                 for q, k in zip(batch, keys, strict=True)
             ]
-            scores = score_groups(
-                self.model.llava,
-                [self._group([ex], 0) for ex in examples],
-                image_token_id=self.processor.image_token_id,
-                pad_token_id=self._pad_id(),
-                max_rows=self.max_rows,
-                layout=self.layout,
-            )
+            scores = self._score([self._group([ex], 0) for ex in examples])
             embeddings = self.image_embeddings(keys, [ex.sam_pixel_values for ex in examples])
             masks = self._teacher_forced_masks(examples, [sc.hidden for sc in scores], embeddings)
             for q, ex, found in zip(batch, examples, masks, strict=True):

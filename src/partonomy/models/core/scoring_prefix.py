@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import DynamicCache
 
@@ -159,8 +160,11 @@ def _rooted(
     pad_token_id: int,
     device: torch.device,
 ) -> Prefixes:
-    """Roots prefilled once per cluster (with the image), then every group's rest of its prefix
-    over a copy of its root's cache rows, as one right-padded continuation batch."""
+    """Roots prefilled once per cluster (with the image), then the rest of the prefix of every
+    group that has one, over a copy of its root's cache rows, as one right-padded continuation
+    batch. A group whose prefix is its root (a lone group, or the first question of an image)
+    takes no row in that batch: padding every group to the longest rest cost more than sharing
+    saved (benchmarks.md, issue 12)."""
     n_groups = len(groups)
     cluster_of = [0] * n_groups
     root_of = [0] * n_groups
@@ -175,31 +179,50 @@ def _rooted(
         base, None, groups, [m[0] for m in members], _dev(root_ids, device), root_mask_dev, True
     )
     root_hidden, root_cache = out.last_hidden_state, output_cache(out)
-    rest_ids, rest_mask = _right_padded(
-        [seqs[gi][0][root_of[gi] : plen[gi]] for gi in range(n_groups)], pad_token_id
-    )
-    width = rest_ids.shape[1]
-    positions = torch.tensor(root_of)[:, None] + torch.arange(width)[None]
     rows = _dev(torch.tensor(cluster_of), device)
-    cache_mask = torch.cat([root_mask_dev[rows], _dev(rest_mask, device)], 1)
-    # Each group gets its own copy of its root's rows; padded rest tokens still see the root, so
-    # no attention row is fully masked.
-    data = [(layer.keys[rows], layer.values[rows]) for layer in root_cache.layers]
-    del root_cache
-    rest = base(
-        input_ids=_dev(rest_ids, device),
-        attention_mask=cache_mask,
-        position_ids=_dev(positions, device),
-        use_cache=True,
-        **cache_kwargs(base, DynamicCache(ddp_cache_data=data)),
+    resting = [gi for gi in range(n_groups) if plen[gi] > root_of[gi]]
+    rest_ids, rest_mask = _right_padded(
+        [seqs[gi][0][root_of[gi] : plen[gi]] for gi in resting], pad_token_id
     )
-    rest_hidden = rest.last_hidden_state
+    width = rest_ids.shape[1] if resting else 0
+    cache_mask = torch.cat([root_mask_dev[rows], root_mask_dev.new_zeros((n_groups, width))], 1)
+    layers = [(layer.keys[rows], layer.values[rows]) for layer in root_cache.layers]
+    rest_hidden = root_hidden[:0]
+    if resting:
+        sub = _dev(torch.tensor(resting), device)
+        rest_cache_mask = torch.cat([root_mask_dev[rows[sub]], _dev(rest_mask, device)], 1)
+        positions = torch.tensor([root_of[gi] for gi in resting])[:, None] + torch.arange(width)
+        # Each resting group gets its own copy of its root's rows; padded rest tokens still see
+        # the root, so no attention row is fully masked.
+        rest = base(
+            input_ids=_dev(rest_ids, device),
+            attention_mask=rest_cache_mask,
+            position_ids=_dev(positions, device),
+            use_cache=True,
+            **cache_kwargs(
+                base, DynamicCache(ddp_cache_data=[(k[sub], v[sub]) for k, v in layers])
+            ),
+        )
+        rest_hidden = rest.last_hidden_state
+        cache_mask[sub] = rest_cache_mask
+        # every group's cache row: its root's slots, then its rest's (masked for groups without)
+        grown = []
+        for (keys, values), layer in zip(layers, output_cache(rest).layers, strict=True):
+            pad = (0, 0, 0, width)  # the sequence axis of (rows, heads, S, head dim)
+            keys, values = F.pad(keys, pad), F.pad(values, pad)
+            keys[sub], values[sub] = layer.keys, layer.values
+            grown.append((keys, values))
+        layers = grown
+        del rest
+    del root_cache
     p_max = max(plen)
     ids = torch.full((n_groups, p_max), pad_token_id, dtype=torch.long)
-    hidden = rest_hidden.new_zeros((n_groups, p_max, rest_hidden.shape[-1]))
+    hidden = root_hidden.new_zeros((n_groups, p_max, root_hidden.shape[-1]))
+    at = {gi: j for j, gi in enumerate(resting)}
     for gi in range(n_groups):
         root, p, c = root_of[gi], plen[gi], cluster_of[gi]
         ids[gi, :p] = seqs[gi][0][:p]
         hidden[gi, :root] = root_hidden[c, :root]
-        hidden[gi, root:p] = rest_hidden[gi, : p - root]
-    return Prefixes(ids, hidden, output_cache(rest), cache_mask, None)
+        if gi in at:
+            hidden[gi, root:p] = rest_hidden[at[gi], : p - root]
+    return Prefixes(ids, hidden, DynamicCache(ddp_cache_data=layers), cache_mask, None)
