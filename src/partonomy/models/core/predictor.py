@@ -80,9 +80,9 @@ class SegPredictor(BenchmarkMode, FreeFormMode):
             and the ones computed here are added to it.
         share_image_prefix: score the choice groups of one image (a part_to_whole question's
             part and object questions) over one prefill of their common root (system prompt and
-            image; :mod:`~partonomy.models.core.scoring_prefix`). Off by default: at 13B on an
-            H200 it was slower end to end (12.3 vs 13.4 q/s uncompiled, benchmarks.md), because
-            the rest-of-prefix pass is padded to the longest rest.
+            image; :mod:`~partonomy.models.core.scoring_prefix`), so the second question does
+            not recompute the image (default). False prefills every group alone. The scores
+            differ by float rounding only (tested).
         scoring_kernels: fused RMSNorm / SwiGLU / rotary kernels in the scoring forwards
             (:mod:`~partonomy.models.core.scoring_kernels`): ``auto`` (Liger's when installed,
             else ``torch.compile``d ones), ``liger``, ``compiled`` or ``off``; None (default):

@@ -48,7 +48,7 @@ class PredictorBase:
         pipeline: bool | None = None,
         compile_encoder: bool | None = None,
         embedding_cache: str | None = None,
-        share_image_prefix: bool = False,
+        share_image_prefix: bool = True,
         scoring_kernels: str | None = None,
     ) -> None:
         if choice_score not in CHOICE_SCORES:
