@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from transformers import LlavaForConditionalGeneration
 
+from partonomy.models.core import scoring
 from partonomy.models.core.scoring import (
     ChoiceGroup,
     conversation_mask,
+    length_buckets,
     score_groups,
     score_groups_full,
 )
@@ -159,3 +163,38 @@ def test_shared_prefix_on_cuda(lm: LlavaForConditionalGeneration, layout: str) -
             torch.testing.assert_close(x.conversation, y.conversation, atol=5e-2, rtol=0)
     finally:
         lm.to("cpu", torch.float32)
+
+
+def test_length_buckets_by_hand() -> None:
+    # one bucket 5 x 67 + 10 = 345; [20, 21, 22] and [66, 67]: 66 + 134 + 20 = 220; three: 229
+    assert length_buckets([67, 20, 22, 66, 21], overhead=10) == [[1, 4, 2], [3, 0]]
+    assert length_buckets([67, 20, 22, 66, 21], overhead=200) == [[1, 4, 2, 3, 0]]
+    assert length_buckets([5, 5, 5], overhead=0) == [[0, 1, 2]]
+    assert length_buckets([]) == []
+
+
+def test_packed_rows_in_length_buckets_change_nothing(
+    lm: LlavaForConditionalGeneration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no cost per forward each continuation width gets its own packed forward: the scores
+    and kept hidden states are those of one forward over all rows."""
+    groups = _groups()
+    one = score_groups(lm, groups, image_token_id=IMAGE)
+    widths: list[int] = []
+
+    def record(module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        widths.append(int(kwargs["inputs_embeds"].shape[1]))
+
+    monkeypatch.setattr(scoring, "UNIT_OVERHEAD_TOKENS", 0)
+    hook = lm.model.language_model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        split = score_groups(lm, groups, image_token_id=IMAGE)
+    finally:
+        hook.remove()
+    assert len(widths) == 1 + 3  # the prefixes, then one forward per distinct continuation width
+    for x, y in zip(split, one, strict=True):
+        torch.testing.assert_close(x.conversation, y.conversation, atol=1e-5, rtol=0)
+        torch.testing.assert_close(x.answer, y.answer, atol=1e-5, rtol=0)
+        if y.hidden is not None:
+            assert x.hidden is not None
+            torch.testing.assert_close(x.hidden, y.hidden, atol=1e-5, rtol=0)
