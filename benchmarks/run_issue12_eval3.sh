@@ -6,7 +6,7 @@ set -u
 uptime; nproc
 python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__, torch.cuda.get_device_name())"
 timeout "${BENCH_S:-170}" python3 benchmarks/bench_plum_e2e.py --shape 13b --device cuda --dtype bfloat16 \
-  --batch 16 --quick 2>&1 | grep -v -i "warn" | tee "$OUT/bench.log"
+  --batch 16 --quick ${BENCH_ARGS:-} 2>&1 | grep -v -i "warn" | tee "$OUT/bench.log"
 uptime
 timeout "${TEST_S:-45}" python3 -m pytest -q -m gpu -p no:cacheprovider tests/models/plum/test_scoring_kernels.py \
   tests/models/plum/test_scoring_roots.py tests/models/test_predictor_pipeline.py 2>&1 | tail -5 | tee "$OUT/tests.log"
