@@ -302,26 +302,20 @@ def main() -> None:
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 
 
-class _Shared(SegPredictor):
-    """The predictor with image-prefix sharing on (``share_image_prefix``), kept on in ``stages``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, share_image_prefix=True, **kwargs)
-
-
 def share_ab(run: Any, args: Any, model: Any, processor: Any, device: torch.device) -> None:
     """``--share-ab``: the pipelined path without the compiled encoder, with the part and object
     questions of one image sharing their image prefix (the default) and without."""
     questions = items(args.n, seed=2)
-    for label, cls in (("shared image prefix", _Shared), ("unshared", SegPredictor)):
-        predictor = cls(model, processor, batch_size=args.batch, compile_encoder=False)
+    for label, share in (("shared image prefix", True), ("unshared", False)):
+        predictor = SegPredictor(model, processor, batch_size=args.batch, compile_encoder=False,
+                                 share_image_prefix=share)  # fmt: skip
         predictor.predict(items(args.batch, seed=1))
         answers, seconds = timed_predict(predictor, questions, device)
         print(f"pipeline, no compile, {label:24s} batch {args.batch}: {seconds:6.2f} s  "
               f"{args.n / seconds:6.2f} q/s")  # fmt: skip
         spent = stages(predictor, questions, device)
         print("  stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
-        if cls is _Shared:
+        if share:
             shared = answers
         else:
             print(f"  shared vs unshared: {agreement(shared, answers)}")
