@@ -337,7 +337,8 @@ def quick(run: Any, args: Any, model: Any, processor: Any, device: torch.device)
     """``--quick``: the default path (what ``partonomy eval --model plum`` builds on a GPU) and its
     scoring variants (:data:`QUICK_VARIANTS`, each timed ``--repeats`` times), how far their
     answers are from the first's, the default's stages, ``run_eval`` over PNG files, and the
-    default over ``--steady`` x ``--n`` questions in one call (the pipeline's start amortised)."""
+    default over ``--steady`` x ``--n`` questions in one call (the pipeline's start amortised),
+    and ``run_eval`` over as many (unless ``--no-harness``)."""
     from partonomy.models.core.scoring_kernels import liger_kernels
 
     set_attention(model.mask_head.sam.vision_encoder, "flash")  # the builder's default
@@ -382,6 +383,13 @@ def quick(run: Any, args: Any, model: Any, processor: Any, device: torch.device)
     _, seconds = timed_predict(predictor, many, device)
     print(f"{'default, steady state':40s} batch {args.batch}: {seconds:5.2f} s "
           f"{len(many) / seconds:6.2f} q/s  ({len(many)} questions in one predict call)")  # fmt: skip
+    if not args.no_harness:
+        seconds, predicting = harness_run(predictor, len(many), args.batch, seed=5)
+        print(
+            f"{'run_eval, steady state':40s} batch {args.batch}: {seconds:5.2f} s "
+            f"{len(many) / seconds:6.2f} q/s  ({len(many)} questions; prediction alone "
+            f"{predicting:.2f} s, {len(many) / predicting:.2f} q/s)"
+        )
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 

@@ -235,7 +235,6 @@ def through_recipe(
     gradient clipping and with ``log.timing``. Tokens/s = real tokens of steps 2.. over their
     wall time, from the recipe's own step records; allocator retries are counted per line."""
     import transformers
-    from accelerate.state import AcceleratorState
     from bench_plum_e2e import PLUM_HEADS, SHAPES
 
     from partonomy.config import from_dict
@@ -295,15 +294,13 @@ def through_recipe(
                 section, field = key.split(".")
                 base.setdefault(section, {})[field] = value
             cfg = from_dict(TrainConfig, base)
-            # accelerate keeps one process-wide state whose mixed precision cannot change, and
-            # speed.bf16_weights turns autocast off: start each line from a fresh state.
-            AcceleratorState._reset_state()
             t0 = time.perf_counter()
             recipe = TrainRecipe(cfg)
             try:
                 recipe.setup()
             except Exception as err:  # e.g. liger-kernel missing: report, go on
                 print(f"{label:<46} setup failed: {type(err).__name__}: {err}"[:300])
+                recipe.cleanup()
                 continue
             if not samples:  # ~1k-token conversations, 4 masks each (the --shape lines' data)
                 for _ in range(batch * (steps + 1)):

@@ -163,3 +163,15 @@ def test_strict_determinism_resumes_bit_exactly_and_is_undone_by_cleanup(
 def test_strict_determinism_resumes_bit_exactly_on_a_gpu(synth_qa: Path, tmp_path: Path) -> None:
     """On a GPU, SDPA's attention backward and cuBLAS are deterministic only in strict mode."""
     _strict_resume_matches(synth_qa, tmp_path, cpu=False, precision="bf16")
+
+
+@pytest.mark.gpu
+def test_a_later_run_in_the_same_process_may_change_precision(
+    synth_qa: Path, tmp_path: Path
+) -> None:
+    """accelerate's process-wide state is forgotten by cleanup (it refused a new precision; on a
+    CPU the recipe autocasts itself and accelerate never sees the precision)."""
+    gpu = {"max_steps": 1, "cpu": False}
+    run_training(_cfg(synth_qa, tmp_path / "fp32", precision="fp32", **gpu))
+    result = run_training(_cfg(synth_qa, tmp_path / "bf16", precision="bf16", **gpu))
+    assert result.steps == 1 and result.records[0]["total"] > 0

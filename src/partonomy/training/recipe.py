@@ -462,6 +462,12 @@ class TrainRecipe:
             acc.end_training()
             if self.world > 1 and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
+            # accelerate keeps one process-wide state whose mixed precision cannot change; forget
+            # it so that a later run in this process (a notebook, a sweep, the tests) may pick
+            # another precision. The process state (device, process group) is kept.
+            from accelerate.state import AcceleratorState
+
+            AcceleratorState._reset_state()
 
 
 def run_training(cfg: TrainConfig) -> TrainResult:
