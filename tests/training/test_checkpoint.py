@@ -170,7 +170,7 @@ def test_a_later_run_in_the_same_process_may_change_precision(
     synth_qa: Path, tmp_path: Path
 ) -> None:
     """accelerate's process-wide state is forgotten by cleanup (it refused a new precision; on a
-    CPU the recipe autocasts itself and accelerate never sees the precision)."""
+    CPU the recipe always gives accelerate mixed_precision="no", so this needs a GPU)."""
     gpu = {"max_steps": 1, "cpu": False}
     run_training(_cfg(synth_qa, tmp_path / "fp32", precision="fp32", **gpu))
     result = run_training(_cfg(synth_qa, tmp_path / "bf16", precision="bf16", **gpu))
