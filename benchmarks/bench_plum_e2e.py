@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -39,9 +41,11 @@ import transformers
 from PIL import Image
 
 from partonomy.config import from_dict
-from partonomy.eval.harness import EvalConfig, run_eval
+from partonomy.eval.harness import EvalConfig, run_eval, score_run
 from partonomy.eval.images import fit_masks_to_image
+from partonomy.eval.metrics.conventions import DEFAULT_MATCHING, DEFAULT_MISSING
 from partonomy.eval.protocol import EvalItem, ModelAnswer
+from partonomy.eval.run_dir import PREDICTIONS_FILE, load_done
 from partonomy.io.qa_pairs import load_qa_pairs
 from partonomy.models.core.family import get_family
 from partonomy.models.core.predictor import SegPredictor
@@ -152,16 +156,30 @@ def agreement(a: list[ModelAnswer], b: list[ModelAnswer]) -> str:
     )
 
 
-def harness_run(predictor: SegPredictor, n: int, batch: int, seed: int) -> tuple[float, float]:
+def fixture_at_image_size() -> list[dict[str, Any]]:
+    """The fixture's records with their masks fitted to the benchmark's 480x640 images, as a real
+    QA file's masks have their image's size (the harness would resize every record's masks)."""
+    log = logging.getLogger("partonomy")
+    level = log.level
+    log.setLevel(logging.ERROR)  # each resized mask warns
+    try:
+        return [
+            fit_masks_to_image(qa, (480, 640), file=FIXTURE, record=qa.question_id).to_dict()
+            for qa in load_qa_pairs(FIXTURE)
+        ]
+    finally:
+        log.setLevel(level)
+
+
+def harness_run(predictor: SegPredictor, n: int, batch: int, seed: int) -> tuple[float, float, str]:
     """``partonomy eval``'s harness (``run_eval``) over ``n`` questions whose images are PNG files
     on disk (decoded cold by the harness); returns the run's seconds (reading the QA file and
-    scoring included) and its prediction seconds (first batch to last line written)."""
-    # The fixture's masks fitted to the benchmark's 480x640 images once, as a real QA file's
-    # masks have their image's size (the harness would resize each record's masks otherwise).
-    records = [
-        fit_masks_to_image(qa, (480, 640), file=FIXTURE, record=qa.question_id).to_dict()
-        for qa in load_qa_pairs(FIXTURE)
-    ]
+    scoring included), its prediction seconds (first batch to last line written) and a note:
+
+    how long scoring the run's predictions takes on its own and how long the
+    predicted masks' RLE strings are against the ground truth's: masks of random weights are
+    noise, whose many runs make RLE encoding and scoring far slower than a trained model's."""
+    records = fixture_at_image_size()
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -177,7 +195,18 @@ def harness_run(predictor: SegPredictor, n: int, batch: int, seed: int) -> tuple
                          batch_size=batch, progress=False)  # fmt: skip
         t = time.perf_counter()
         outcome = run_eval(cfg, model=predictor)
-        return time.perf_counter() - t, outcome.seconds
+        seconds = time.perf_counter() - t
+        fitted = load_qa_pairs(root / "qa.json")
+        predictions = load_done(root / "run" / PREDICTIONS_FILE, {qa.question_id for qa in fitted})
+        t = time.perf_counter()
+        score_run(fitted, predictions, matching=DEFAULT_MATCHING, missing=DEFAULT_MISSING,
+                  qa_file=root / "qa.json", predictions_file=root / "run" / PREDICTIONS_FILE)  # fmt: skip
+        scoring = time.perf_counter() - t
+        rle = [len(r["counts"]) for p in predictions.values() for r in (p.masks or {}).values()]
+        truth = [len(r["counts"]) for qa in fitted for rs in qa.segmentations.values() for r in rs]
+        note = (f"  (of which scoring alone {scoring:.2f} s; RLE chars per mask: predicted "
+                f"{statistics.mean(rle or [0]):.0f}, ground truth {statistics.mean(truth):.0f})")  # fmt: skip
+        return seconds, outcome.seconds, note
 
 
 def main() -> None:
@@ -283,11 +312,12 @@ def main() -> None:
             model, processor, batch_size=args.batch, pipeline=True, compile_encoder=False
         )
         predictor.predict(items(args.batch, seed=1))
-        seconds, _ = harness_run(predictor, args.n, args.batch, seed=3)
+        seconds, _, note = harness_run(predictor, args.n, args.batch, seed=3)
         print(
             f"{'run_eval (partonomy eval), PNGs on disk':44s} batch {args.batch:3d}: "
             f"{seconds:6.2f} s  {args.n / seconds:6.2f} q/s"
         )
+        print(note)
     if args.compile:
         t = time.perf_counter()
         try:
@@ -370,12 +400,13 @@ def quick(run: Any, args: Any, model: Any, processor: Any, device: torch.device)
     print("  stages (default): " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()))
     predictor.predict(items(args.batch, seed=1))
     for _ in range(args.repeats):
-        seconds, predicting = harness_run(predictor, args.n, args.batch, seed=3)
+        seconds, predicting, note = harness_run(predictor, args.n, args.batch, seed=3)
         print(
             f"{'run_eval (partonomy eval), PNGs on disk':40s} batch {args.batch}: {seconds:5.2f} s "
             f"{args.n / seconds:6.2f} q/s  (prediction alone {predicting:.2f} s, "
             f"{args.n / predicting:.2f} q/s)"
         )
+        print(note)
     if args.big_batch:
         big = SegPredictor(model, processor, batch_size=args.big_batch)
         big.predict(items(args.big_batch, seed=1))
@@ -388,12 +419,13 @@ def quick(run: Any, args: Any, model: Any, processor: Any, device: torch.device)
     print(f"{'default, steady state':40s} batch {args.batch}: {seconds:5.2f} s "
           f"{len(many) / seconds:6.2f} q/s  ({len(many)} questions in one predict call)")  # fmt: skip
     if not args.no_harness:
-        seconds, predicting = harness_run(predictor, len(many), args.batch, seed=5)
+        seconds, predicting, note = harness_run(predictor, len(many), args.batch, seed=5)
         print(
             f"{'run_eval, steady state':40s} batch {args.batch}: {seconds:5.2f} s "
             f"{len(many) / seconds:6.2f} q/s  ({len(many)} questions; prediction alone "
             f"{predicting:.2f} s, {len(many) / predicting:.2f} q/s)"
         )
+        print(note)
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 
