@@ -43,6 +43,7 @@ def _counting(kernels: DecoderKernels, calls: dict[str, int]) -> DecoderKernels:
         rms_norm=wrap("rms_norm", kernels.rms_norm),
         swiglu=wrap("swiglu", kernels.swiglu),
         rope=wrap("rope", kernels.rope),
+        name=kernels.name,
     )
 
 

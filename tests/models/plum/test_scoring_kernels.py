@@ -17,7 +17,7 @@ import torch
 from transformers import LlavaForConditionalGeneration
 
 from partonomy.errors import ConfigError
-from partonomy.models.core.fused_kernels import DecoderKernels, reference_kernels
+from partonomy.models.core.fused_kernels import reference_kernels
 from partonomy.models.core.scoring import ChoiceGroup, score_groups
 from partonomy.models.core.scoring_kernels import (
     compiled_any_shape,
@@ -26,26 +26,11 @@ from partonomy.models.core.scoring_kernels import (
     usable,
 )
 
+from .test_fused_kernels import _counting
 from .test_scoring import IMAGE
 from .test_scoring_roots import _shared_groups
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _counting(kernels: DecoderKernels, calls: dict[str, int]) -> DecoderKernels:
-    def wrap(name: str, fn: Any) -> Any:
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            calls[name] = calls.get(name, 0) + 1
-            return fn(*args, **kwargs)
-
-        return inner
-
-    return DecoderKernels(
-        rms_norm=wrap("rms_norm", kernels.rms_norm),
-        swiglu=wrap("swiglu", kernels.swiglu),
-        rope=wrap("rope", kernels.rope),
-        name=kernels.name,
-    )
 
 
 def _groups() -> list[ChoiceGroup]:
