@@ -211,6 +211,9 @@ RECIPE_LINES: dict[str, tuple[str, dict[str, Any]]] = {
         "speed.embedding_cache": "{cache}", "speed.fused_kernels": "liger",
         "speed.fused_adam": True, "data.group_by_length": True, "speed.bf16_weights": True,
         "optim.max_grad_norm": 0.0}),
+    "strict": ("ahead line with deterministic: strict", {
+        "speed.embedding_cache": "{cache}", "speed.fused_kernels": "liger",
+        "speed.fused_adam": True, "deterministic": "strict"}),
     "timing": ("bf16 line with log.timing (syncs per phase)", {
         "speed.embedding_cache": "{cache}", "speed.fused_kernels": "liger",
         "speed.fused_adam": True, "data.group_by_length": True, "speed.bf16_weights": True,
@@ -291,8 +294,11 @@ def through_recipe(
                 "log": {"progress": False}, "cpu": not on_gpu,
             }  # fmt: skip
             for key, value in overrides.items():
-                section, field = key.split(".")
-                base.setdefault(section, {})[field] = value
+                section, dot, field = key.partition(".")
+                if dot:
+                    base.setdefault(section, {})[field] = value
+                else:  # a top-level key
+                    base[key] = value
             cfg = from_dict(TrainConfig, base)
             t0 = time.perf_counter()
             recipe = TrainRecipe(cfg)
