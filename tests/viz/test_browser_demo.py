@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from partonomy.data.synth.examples import synth_examples
 from partonomy.models.core.loading import load_model
@@ -141,13 +142,18 @@ def test_demo_end_to_end(
     assert len(seen) >= 3, f"the answer did not stream: {seen}"
     final = page.inner_text("#answer")
     assert phrase in final
-    # the highlighted span is painted in the first palette colour (the first mask's)
-    colours = page.evaluate(
+    # the highlighted span is painted in the first palette colour (the first mask's). The
+    # status line and the answer box are separate components, so the status can show
+    # "segmented" a frame before the answer box has applied its colour map: wait for it.
+    r, g, b = (int(hex_colour(0)[i : i + 2], 16) for i in (1, 3, 5))
+    painted = (
         "Array.from(document.querySelectorAll('#answer *'))"
         ".map(e => getComputedStyle(e).backgroundColor)"
     )
-    r, g, b = (int(hex_colour(0)[i : i + 2], 16) for i in (1, 3, 5))
-    assert any(f"{r}, {g}, {b}" in c for c in colours), colours
+    try:
+        page.wait_for_function(f"{painted}.some(c => c.includes('{r}, {g}, {b}'))", timeout=10_000)
+    except PlaywrightTimeout:
+        pytest.fail(f"no answer span in rgb({r}, {g}, {b}): {page.evaluate(painted)}")
     page.wait_for_function(
         "(() => { const i = document.querySelector('#masks img');"
         " return i && i.complete && i.naturalWidth > 0; })()"
