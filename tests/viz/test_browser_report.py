@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from partonomy.eval.harness import EvalConfig, run_eval
 from partonomy.eval.html_report import write_report
@@ -38,11 +39,15 @@ def test_report_renders_offline(
         assert charts.nth(k).locator("rect").count() > 0
     images = page.locator(".card img")
     assert images.count() >= 4
-    ok = page.evaluate(
+    # 'ready' is set when the page's script runs; its data-URI images decode asynchronously
+    decoded = (
         "Array.from(document.querySelectorAll('.card img'))"
         ".every(i => i.complete && i.naturalWidth > 0)"
     )
-    assert ok, "an embedded image failed to decode"
+    try:
+        page.wait_for_function(decoded, timeout=10_000)
+    except PlaywrightTimeout:
+        pytest.fail("an embedded image failed to decode")
     headers = page.locator("table.results").first.locator("thead th").all_inner_texts()
     assert headers == ["question type", "oracle", "whole_object", "random"]
     page.screenshot(path=str(artifacts / "report.png"), full_page=True)
