@@ -70,6 +70,30 @@ def test_generate_then_split(tmp_path: Path) -> None:
     assert len({q.image_path for q in val}) == round(len(make_descriptor().instances) * 0.2)
 
 
+def test_files_written_elsewhere_keep_their_images(tmp_path: Path) -> None:
+    """Image paths are relative to the file that names them: generate-qa and split rebase them
+    when they write into another directory than their input's."""
+    world = tmp_path / "world"
+    world.mkdir()
+    desc = _write_descriptor(world)
+    out = tmp_path / "qa" / "qa.json"  # not beside the descriptor
+    runner = CliRunner()
+    args = ["generate-qa", str(desc), "--out", str(out), "--seed", "5", "--embedder", "none"]
+    result = runner.invoke(cli, [*args, "--types", "identification", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    records = load_qa_pairs(out)
+    described = {i.image_path for i in make_descriptor().instances}
+    assert {qa.image_path for qa in records} <= {f"../world/{p}" for p in described}
+
+    result = runner.invoke(cli, ["split", str(out), "--out-dir", str(tmp_path / "a" / "b")])
+    assert result.exit_code == 0, result.output
+    for name in ("train", "val"):
+        for qa in load_qa_pairs(tmp_path / "a" / "b" / f"qa_{name}.json"):
+            assert qa.image_path.startswith("../../world/images/"), qa.image_path
+            resolved = (tmp_path / "a" / "b" / qa.image_path).resolve()
+            assert resolved.parent == (world / "images").resolve()
+
+
 def test_object_types_flags_and_notes(tmp_path: Path) -> None:
     desc = _write_descriptor(tmp_path)
     out = tmp_path / "qa.json"

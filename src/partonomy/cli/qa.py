@@ -78,7 +78,7 @@ def command(
     """Generate explanatory-part-segmentation questions from a dataset descriptor."""
     from partonomy.io.descriptor import load_descriptor
     from partonomy.io.graph import load_graph
-    from partonomy.io.qa_pairs import save_qa_pairs
+    from partonomy.io.qa_pairs import rebase_image_paths, save_qa_pairs
     from partonomy.qa.generate import GenerationOptions, generate_qa, resolve_types
 
     # notes are printed below; keep the library's logged warnings from printing them twice
@@ -99,7 +99,9 @@ def command(
     )
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
-    save_qa_pairs(result.records, out, indent=indent)
+    # image paths name files relative to the descriptor; the QA file may live elsewhere
+    records = rebase_image_paths(result.records, desc.root, out.parent)
+    save_qa_pairs(records, out, indent=indent)
     click.echo(f"wrote {len(result.records)} questions to {out}")
     for name in result.n_dropped:
         click.echo(

@@ -32,7 +32,7 @@ def command(
     qa_file: Path, out_dir: Path, val_fraction: float, seed: int, indent: int | None
 ) -> None:
     """Split QA pairs into train and val by image, stratified by object label."""
-    from partonomy.io.qa_pairs import load_qa_pairs, save_qa_pairs
+    from partonomy.io.qa_pairs import load_qa_pairs, rebase_image_paths, save_qa_pairs
     from partonomy.qa.split import split_records
 
     records = load_qa_pairs(qa_file)
@@ -41,6 +41,7 @@ def command(
     train, val = split_records(records, val_fraction=val_fraction, seed=seed)
     for name, part in (("train", train), ("val", val)):
         path = out_dir / f"{qa_file.stem}_{name}.json"
-        save_qa_pairs(part, path, indent=indent)
+        save_qa_pairs(rebase_image_paths(part, qa_file.parent, out_dir), path, indent=indent)
         n_images = len({qa.image_path for qa in part})
-        click.echo(f"wrote {len(part)} questions ({n_images} images) to {path}")
+        images = "image" if n_images == 1 else "images"
+        click.echo(f"wrote {len(part)} questions ({n_images} {images}) to {path}")

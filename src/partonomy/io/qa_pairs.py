@@ -15,7 +15,8 @@ A record's id is its ``question_id`` field when present, else its 0-based index,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -307,3 +308,18 @@ def load_qa_pairs(path: str | Path) -> list[QAPair]:
 def save_qa_pairs(records: list[QAPair], path: str | Path, *, indent: int | None = None) -> None:
     """Write a QA-pair JSON atomically."""
     atomic_write_json(path, [qa.to_dict() for qa in records], indent=indent)
+
+
+def rebase_image_paths(
+    records: Sequence[QAPair], source_dir: str | Path, target_dir: str | Path
+) -> list[QAPair]:
+    """Copies of ``records`` whose relative ``image_path`` (which resolves from ``source_dir``)
+    is rewritten to resolve from ``target_dir``, for writing them to a file there.
+
+    Absolute paths, and all paths when the directories are the same, stay as they are
+    (:func:`partonomy.io.paths.rebase_path`).
+    """
+    from partonomy.io.paths import rebase_path
+
+    source, target = Path(source_dir), Path(target_dir)
+    return [replace(qa, image_path=rebase_path(qa.image_path, source, target)) for qa in records]

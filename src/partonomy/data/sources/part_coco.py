@@ -15,7 +15,6 @@ instances cannot be told apart without object masks.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from partonomy.io.labels import (
     part_label,
     split_part_label,
 )
+from partonomy.io.paths import relative_path
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,6 @@ class BuildResult:
     skipped: list[BadRecord] = field(default_factory=list)
     boxed_images: int = 0
     skipped_path: Path | None = None
-
-
-def relative_path(path: Path, start: Path) -> str:
-    """``path`` relative to ``start`` (portable when both trees move together)."""
-    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
 def build_part_descriptor(

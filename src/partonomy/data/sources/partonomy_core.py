@@ -24,11 +24,12 @@ from tqdm import tqdm
 
 from partonomy.data.coco_index import BadRecord, Problems, check_segmentation
 from partonomy.data.sources.base import CheckResult, SourceInfo, image_size, resolve_image
-from partonomy.data.sources.part_coco import BuildResult, part_graph_of, relative_path
+from partonomy.data.sources.part_coco import BuildResult, part_graph_of
 from partonomy.errors import FormatError
 from partonomy.io import masks as mask_io
 from partonomy.io.descriptor import Descriptor, Instance, save_descriptor
 from partonomy.io.labels import CATEGORY_SEP, PART_SEP, object_label
+from partonomy.io.paths import relative_path
 
 MASKS = "partonomy_core/masks"
 IMAGES = "partonomy_core/images"
