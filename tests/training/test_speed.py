@@ -1,7 +1,7 @@
 """The recipe's speed paths (``speed`` section) give the plain recipe's losses: cached SAM
 embeddings (filled on the first run, read on the second), the fused AdamW and Liger's kernels
 (GPU), preparing the next batch ahead; length-grouped batches train and resume exactly; bf16
-weights stay bf16 and learn."""
+weights stay bf16 and learn; a wrong data path fails before the model is built."""
 
 from __future__ import annotations
 
@@ -206,3 +206,18 @@ def test_bf16_weights_train_bf16_parameters_and_the_loss_falls(
         _cfg(synth_qa, tmp_path / "x", precision="fp32", **bf16)
     with pytest.raises(ConfigError, match="deepspeed"):
         _cfg(synth_qa, tmp_path / "x", **{"distributed.engine": "deepspeed_zero2"}, **bf16)
+
+
+def test_a_wrong_data_path_fails_before_the_model_is_built(
+    synth_qa: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 7B/13B the build takes minutes: a typo in data.qa.files must not wait for it."""
+    import partonomy.training.recipe as recipe_module
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("the model was built before the data were checked")
+
+    monkeypatch.setattr(recipe_module, "build_model", refuse)
+    cfg = _cfg(tmp_path / "nope.json", tmp_path / "r")
+    with pytest.raises(ConfigError, match=r"nope\.json does not exist"):
+        TrainRecipe(cfg).setup()

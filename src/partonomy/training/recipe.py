@@ -142,6 +142,9 @@ class TrainRecipe:
                 "loss.weights.kl > 0 uses the LM without its LoRA adapters as the teacher, so it "
                 "needs trainable.language_model: lora"
             )
+        # Before the model: a wrong data path fails in seconds, not after a 13B build. Samples
+        # are indexed here; images and masks are read when a batch needs them.
+        self.samples: Sequence[TrainingSample] = load_samples(cfg.data)
         self.accelerator = acc = make_accelerator(
             cfg.distributed,
             # With speed.bf16_weights every parameter is bf16: nothing is left for autocast to do.
@@ -194,7 +197,6 @@ class TrainRecipe:
         model.train()
         self.speed = TrainingSpeed(cfg.speed, model, acc.device)  # issue 12: opt-in speed paths
 
-        self.samples: Sequence[TrainingSample] = load_samples(cfg.data)
         self.plan = BatchPlan(
             n_samples=len(self.samples),
             micro_batch_size=cfg.data.micro_batch_size,
