@@ -42,10 +42,10 @@ from PIL import Image
 
 from partonomy.config import from_dict
 from partonomy.eval.harness import EvalConfig, run_eval, score_run
-from partonomy.eval.images import fit_masks_to_image
 from partonomy.eval.metrics.conventions import DEFAULT_MATCHING, DEFAULT_MISSING
 from partonomy.eval.protocol import EvalItem, ModelAnswer
 from partonomy.eval.run_dir import PREDICTIONS_FILE, load_done
+from partonomy.io.images import fit_masks_to_image
 from partonomy.io.qa_pairs import load_qa_pairs
 from partonomy.models.core.family import get_family
 from partonomy.models.core.predictor import SegPredictor

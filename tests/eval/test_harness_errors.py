@@ -36,7 +36,7 @@ def _shrink_wing_mask(qa_file: Path) -> None:
 
 def test_mask_size_mismatch_is_resized_with_a_warning(qa_file, tmp_path, caplog):
     _shrink_wing_mask(qa_file)
-    with caplog.at_level(logging.WARNING, logger="partonomy.eval.images"):
+    with caplog.at_level(logging.WARNING, logger="partonomy.io.images"):
         outcome = run_eval(_cfg(qa_file, tmp_path / "run"))
     warned = [
         r.getMessage() for r in caplog.records if "differs from the image size" in r.getMessage()

@@ -13,7 +13,7 @@ from PIL import Image
 
 from partonomy.eval import harness
 from partonomy.eval.harness import _ImageCache, _Pending
-from partonomy.eval.images import load_image
+from partonomy.io.images import load_image
 from partonomy.io.qa_pairs import load_qa_pairs
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "qa" / "tiny_qa.json"

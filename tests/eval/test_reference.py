@@ -11,8 +11,8 @@ import pytest
 
 from partonomy.errors import ConfigError
 from partonomy.eval.harness import EvalConfig, run_eval
-from partonomy.eval.images import ground_truth_mask, load_image
 from partonomy.eval.protocol import EvalItem, GroundingModel
+from partonomy.io.images import ground_truth_mask, load_image
 from partonomy.io.qa_pairs import load_qa_pairs
 from partonomy.models.reference import (
     ORACLE_CORRECT_SCORE,

@@ -16,7 +16,7 @@ def data_images(data: Path, image_root: Path | None) -> list[Path]:
     file under a directory (sorted)."""
     if data.is_dir():
         return sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    from partonomy.eval.images import resolve_image_path
+    from partonomy.io.images import resolve_image_path
     from partonomy.io.qa_pairs import load_qa_pairs
 
     paths = [

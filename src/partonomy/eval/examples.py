@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from partonomy.eval.images import (
+from partonomy.io import masks as mask_io
+from partonomy.io.atomic import atomic_write_bytes
+from partonomy.io.images import (
     ground_truth_mask,
     load_image,
     record_label,
     resolve_image_path,
 )
-from partonomy.io import masks as mask_io
-from partonomy.io.atomic import atomic_write_bytes
 from partonomy.io.predictions import Prediction
 from partonomy.io.qa_pairs import QAPair
 from partonomy.viz.overlay import enlarge, overlay_masks

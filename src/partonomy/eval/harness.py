@@ -41,13 +41,6 @@ import numpy as np
 from partonomy import __version__
 from partonomy.errors import ConfigError
 from partonomy.eval.answers import ModelOutputError, answer_to_prediction
-from partonomy.eval.images import (
-    fit_masks_to_image,
-    image_size,
-    load_image,
-    record_label,
-    resolve_image_path,
-)
 from partonomy.eval.metrics.conventions import (
     DEFAULT_MATCHING,
     DEFAULT_MISSING,
@@ -67,6 +60,13 @@ from partonomy.eval.run_dir import (
 )
 from partonomy.eval.sharding import Shard, merge_shards
 from partonomy.io.atomic import JsonlAppender, atomic_write_json
+from partonomy.io.images import (
+    fit_masks_to_image,
+    image_size,
+    load_image,
+    record_label,
+    resolve_image_path,
+)
 from partonomy.io.predictions import Prediction
 from partonomy.io.qa_pairs import QAPair, load_qa_pairs
 

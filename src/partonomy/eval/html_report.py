@@ -28,17 +28,17 @@ import numpy as np
 
 from partonomy.errors import ConfigError, FormatError, PartonomyError
 from partonomy.eval import report as tables
-from partonomy.eval.images import (
+from partonomy.eval.question_scores import QuestionScore, question_scores
+from partonomy.eval.run_dir import CONFIG_FILE, PREDICTIONS_FILE, RESULTS_FILE
+from partonomy.io import masks as mask_io
+from partonomy.io.atomic import atomic_write_text
+from partonomy.io.images import (
     fit_masks_to_image,
     ground_truth_mask,
     load_image,
     record_label,
     resolve_image_path,
 )
-from partonomy.eval.question_scores import QuestionScore, question_scores
-from partonomy.eval.run_dir import CONFIG_FILE, PREDICTIONS_FILE, RESULTS_FILE
-from partonomy.io import masks as mask_io
-from partonomy.io.atomic import atomic_write_text
 from partonomy.io.predictions import Prediction, load_predictions
 from partonomy.io.qa_pairs import QAPair, load_qa_pairs
 from partonomy.viz.charts import bar_chart, histogram_counts

@@ -42,6 +42,7 @@ from typing import Any
 from partonomy import __version__
 from partonomy.errors import ConfigError, FormatError
 from partonomy.io.atomic import atomic_write_bytes, atomic_write_json
+from partonomy.io.images import image_size, record_label, resolve_image_path
 from partonomy.io.qa_pairs import QAPair, load_qa_pairs, parse_qa_pair, save_qa_pairs
 
 FORMAT_NAME = "partonomy-qa-hf"
@@ -234,8 +235,6 @@ def qa_to_hf(
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
-
-    from partonomy.eval.images import image_size, record_label, resolve_image_path
 
     if shard_size < 1:
         raise ConfigError(f"shard size must be at least 1, got {shard_size}")

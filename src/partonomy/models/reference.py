@@ -37,9 +37,9 @@ from typing import Any, Literal
 import numpy as np
 
 from partonomy.config import from_dict
-from partonomy.eval.images import ground_truth_mask
 from partonomy.eval.protocol import EvalItem, GroundingModel, ModelAnswer, ReferQuery, VqaQuery
 from partonomy.io import masks as mask_io
+from partonomy.io.images import ground_truth_mask
 from partonomy.io.qa_pairs import N_CHOICES, OBJECT_QUESTION_TYPES
 
 ORACLE_CORRECT_SCORE = 0.0

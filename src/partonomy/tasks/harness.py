@@ -31,7 +31,6 @@ from partonomy import __version__
 from partonomy.errors import ConfigError, FormatError
 from partonomy.eval.answers import ModelOutputError
 from partonomy.eval.harness import EvalOutcome, build_model
-from partonomy.eval.images import load_image
 from partonomy.eval.protocol import ReferQuery, VqaQuery
 from partonomy.eval.run_dir import (
     PREDICTIONS_FILE,
@@ -42,6 +41,7 @@ from partonomy.eval.run_dir import (
 from partonomy.eval.sharding import Shard, merge_shards
 from partonomy.io import masks as mask_io
 from partonomy.io.atomic import JsonlAppender, atomic_write_json
+from partonomy.io.images import load_image
 from partonomy.tasks.base import Sample, SegSample, TaskOptions, TaskSpec, VqaSample
 from partonomy.tasks.predictions import TaskPrediction, load_run_predictions
 from partonomy.tasks.prompts import refer_answer, refer_question, vqa_question

@@ -127,7 +127,7 @@ def fill_cache(
     Args:
         model: the model whose mask head encodes the images (on its device, in its dtype).
         sam_image_size: the encoder input side ``T`` (the processor's ``sam_image_size``).
-        images: image files (decoded as :func:`partonomy.eval.images.load_image` does).
+        images: image files (decoded as :func:`partonomy.io.images.load_image` does).
         cache: where the embeddings go (:meth:`EmbeddingCache.for_mask_head` of ``model``).
         batch_size: images per encoder call.
         progress: show a tqdm bar.
@@ -137,7 +137,7 @@ def fill_cache(
     """
     from tqdm import tqdm
 
-    from partonomy.eval.images import load_image
+    from partonomy.io.images import load_image
     from partonomy.models.backbones.preprocess import sam_preprocess
 
     device = next(model.parameters()).device
