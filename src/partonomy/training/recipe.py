@@ -42,6 +42,7 @@ from partonomy.errors import ConfigError
 from partonomy.io.atomic import atomic_write_text
 from partonomy.models.core.family import get_family
 from partonomy.models.core.losses import compute_losses, resolve_weights, teacher_hidden_states
+from partonomy.models.core.model import SegLMM
 from partonomy.models.core.trainable import set_trainable
 from partonomy.training import checkpoint as ckpt
 from partonomy.training.batches import Batches, touch_outputs
@@ -133,18 +134,34 @@ class TrainRecipe:
 
     # ---------------------------------------------------------------------------------- setup
     def setup(self) -> None:
-        """Build the accelerator, model, data, optimiser and schedule; restore a checkpoint."""
-        cfg = self.cfg
-        if cfg.num_threads is not None:
-            torch.set_num_threads(cfg.num_threads)
-        if self.needs_teacher and cfg.trainable.language_model != "lora":
+        """Build the accelerator, model, data, optimiser and schedule; restore a checkpoint.
+
+        The cheap steps come first, so that a mistake in the config or the data fails in seconds
+        rather than after a 7B/13B model is built: config checks, the data index (images and
+        masks are read only when a batch needs them), the runtime (accelerator, determinism);
+        then the model, the batches, the optimiser, and the run directory (resumed or new).
+        """
+        self._check_config()
+        self.samples: Sequence[TrainingSample] = load_samples(self.cfg.data)
+        self._setup_runtime()
+        resume_from = resume_source(self.cfg, self.ckpt_dir)
+        model = self._setup_model(resume_from)
+        self.batches = self._setup_batches(model)
+        self._setup_optimizer(model)
+        self._start_or_resume(resume_from)
+
+    def _check_config(self) -> None:
+        if self.needs_teacher and self.cfg.trainable.language_model != "lora":
             raise ConfigError(
                 "loss.weights.kl > 0 uses the LM without its LoRA adapters as the teacher, so it "
                 "needs trainable.language_model: lora"
             )
-        # Before the model: a wrong data path fails in seconds, not after a 13B build. Samples
-        # are indexed here; images and masks are read when a batch needs them.
-        self.samples: Sequence[TrainingSample] = load_samples(cfg.data)
+
+    def _setup_runtime(self) -> None:
+        """Threads, the accelerator (engine, precision, this process's rank) and determinism."""
+        cfg = self.cfg
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
         self.accelerator = acc = make_accelerator(
             cfg.distributed,
             # With speed.bf16_weights every parameter is bf16: nothing is left for autocast to do.
@@ -158,7 +175,6 @@ class TrainRecipe:
         self.is_main = acc.is_main_process
         if cfg.distributed.engine == "fsdp" and engine_in_use(acc) != "fsdp" and self.world > 1:
             log.warning("accelerate did not enable FSDP; running DDP instead")
-        resume_from = resume_source(cfg, self.ckpt_dir)
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             # Process-wide torch state: cleanup() puts back what was there before.
@@ -168,6 +184,10 @@ class TrainRecipe:
             )
             torch.use_deterministic_algorithms(True, warn_only=cfg.deterministic != "strict")
 
+    def _setup_model(self, resume_from: Path | None) -> SegLMM:
+        """The model on this process's device: trainable parameters chosen, master weights,
+        gradient checkpointing, and the weights of ``init_from`` or of the resumed checkpoint."""
+        cfg, acc = self.cfg, self.accelerator
         # Built where it trains: no host copy of a 7B/13B model, and the random initialisation
         # (seeded by model.seed) is the same in every process. The builders reseed every device,
         # so this process's own seed (dropout) is set after the build.
@@ -196,7 +216,12 @@ class TrainRecipe:
             ckpt.load_weights(model, resume_from)
         model.train()
         self.speed = TrainingSpeed(cfg.speed, model, acc.device)  # issue 12: opt-in speed paths
+        return model
 
+    def _setup_batches(self, model: SegLMM) -> Any:
+        """The batch plan (a pure function of position: resume and rank slicing need nothing
+        else) and this process's micro-batches, prefetched when ``speed`` says so."""
+        cfg = self.cfg
         self.plan = BatchPlan(
             n_samples=len(self.samples),
             micro_batch_size=cfg.data.micro_batch_size,
@@ -217,12 +242,20 @@ class TrainRecipe:
             image_token_id=model.image_token_id,
             content_keys=self.speed.content_keys,
         )
-        self.batches = self.speed.batches(batches)  # issue 12: prefetching, when on
+        return self.speed.batches(batches)  # issue 12: prefetching, when on
+
+    def _setup_optimizer(self, model: SegLMM) -> None:
+        """Optimiser and schedule; the accelerator wraps the model for its engine."""
+        cfg = self.cfg
         optimizer = build_optimizer(model.parameters(), cfg.optim, fused=cfg.speed.fused_adam)
         self.scheduler = build_scheduler(optimizer, cfg.optim, cfg.max_steps)
-        self.model, self.optimizer = acc.prepare(model, optimizer)
-        self.engine = engine_in_use(acc)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.engine = engine_in_use(self.accelerator)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+
+    def _start_or_resume(self, resume_from: Path | None) -> None:
+        """Restore the stopped run's state, or start a fresh log; write the run's config."""
+        cfg = self.cfg
         if resume_from is not None:
             self.restore_state(resume_from)
         elif self.is_main:
@@ -230,7 +263,7 @@ class TrainRecipe:
             (self.run_dir / LOG_FILE).unlink(missing_ok=True)
         if self.is_main:
             atomic_write_text(self.run_dir / CONFIG_FILE, dump_train_config(cfg))
-        acc.wait_for_everyone()
+        self.accelerator.wait_for_everyone()
         log.info(
             "engine %s, %d process(es), %d samples, %d batches/epoch, steps %d -> %d",
             self.engine,
