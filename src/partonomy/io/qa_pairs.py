@@ -47,7 +47,7 @@ _OBJECT_FIELDS = (
     "object_answer_types",
     "object_answer_classes",
 )
-_KNOWN_KEYS = (
+RECORD_KEYS = (
     "image_path",
     "image_label",
     "question",
@@ -58,6 +58,8 @@ _KNOWN_KEYS = (
     "segmentations",
     *_OBJECT_FIELDS,
 )
+"""A record's documented keys in canonical (the original generator's) order, ``question_id``
+aside; they are :class:`QAPair`'s attributes of the same names."""
 
 
 @dataclass
@@ -120,20 +122,7 @@ class QAPair:
         out: dict[str, Any] = {}
         if self.explicit_id:
             out["question_id"] = self.question_id
-        out.update(
-            image_path=self.image_path,
-            image_label=self.image_label,
-            question=self.question,
-            question_type=self.question_type,
-            answer_choices=self.answer_choices,
-            answer_types=self.answer_types,
-            answer_parts=self.answer_parts,
-            segmentations=self.segmentations,
-            object_question=self.object_question,
-            object_answer_choices=self.object_answer_choices,
-            object_answer_types=self.object_answer_types,
-            object_answer_classes=self.object_answer_classes,
-        )
+        out.update({key: getattr(self, key) for key in RECORD_KEYS})
         out.update(self.extra)
         if self.key_order:
             rank = {key: i for i, key in enumerate(self.key_order)}
@@ -262,7 +251,7 @@ def parse_qa_pair(raw: Any, index: int, path: Path) -> QAPair:
             object_values["object_answer_classes"] = _check_choices(
                 raw, "object_answer_classes", path, rec
             )
-    extra = {k: v for k, v in raw.items() if k not in _KNOWN_KEYS and k != "question_id"}
+    extra = {k: v for k, v in raw.items() if k not in RECORD_KEYS and k != "question_id"}
     return QAPair(
         question_id=qid,
         image_path=raw["image_path"],

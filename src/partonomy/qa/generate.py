@@ -32,7 +32,7 @@ from partonomy.io import masks as mask_io
 from partonomy.io.descriptor import Descriptor, Instance
 from partonomy.io.graph import ConceptGraph
 from partonomy.io.labels import is_part_label, part_name
-from partonomy.io.qa_pairs import CORRECT, INCORRECT, N_CHOICES, QAPair
+from partonomy.io.qa_pairs import CORRECT, INCORRECT, N_CHOICES, RECORD_KEYS, QAPair
 from partonomy.io.qa_pairs import QUESTION_TYPES as TYPE_NAMES
 from partonomy.qa import templates
 from partonomy.qa.base import QuestionDraft, QuestionGenerator
@@ -47,17 +47,12 @@ logger = logging.getLogger(__name__)
 
 N_WRONG = N_CHOICES - 1
 
+_BEFORE = RECORD_KEYS.index("segmentations")
 _KEY_ORDER_WITH_OPERATIONS = (
     "question_id",
-    "image_path",
-    "image_label",
-    "question",
-    "question_type",
-    "answer_choices",
-    "answer_types",
-    "answer_parts",
-    "answer_operations",  # where the original generator writes it
-    "segmentations",
+    *RECORD_KEYS[:_BEFORE],
+    "answer_operations",  # where the original generator writes it: before the masks
+    *RECORD_KEYS[_BEFORE:],
 )
 
 
