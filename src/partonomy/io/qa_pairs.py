@@ -302,13 +302,21 @@ def save_qa_pairs(records: list[QAPair], path: str | Path, *, indent: int | None
 def rebase_image_paths(
     records: Sequence[QAPair], source_dir: str | Path, target_dir: str | Path
 ) -> list[QAPair]:
-    """Copies of ``records`` whose relative ``image_path`` (which resolves from ``source_dir``)
-    is rewritten to resolve from ``target_dir``, for writing them to a file there.
+    """``records`` for a file in ``target_dir``: a relative ``image_path``, which resolves from
+    ``source_dir``, is rewritten to resolve from ``target_dir`` (in copies of the records).
 
-    Absolute paths, and all paths when the directories are the same, stay as they are
-    (:func:`partonomy.io.paths.rebase_path`).
+    Absolute paths stay as they are, and when the directories are the same the records are
+    returned unchanged (:func:`partonomy.io.paths.rebase_path`).
     """
     from partonomy.io.paths import rebase_path
 
-    source, target = Path(source_dir), Path(target_dir)
-    return [replace(qa, image_path=rebase_path(qa.image_path, source, target)) for qa in records]
+    source, target = Path(source_dir).resolve(), Path(target_dir).resolve()
+    if source == target:
+        return list(records)
+    rebased: dict[str, str] = {}  # once per image: several questions share one
+    out = []
+    for qa in records:
+        if qa.image_path not in rebased:
+            rebased[qa.image_path] = rebase_path(qa.image_path, source, target)
+        out.append(replace(qa, image_path=rebased[qa.image_path]))
+    return out
