@@ -54,6 +54,12 @@ def test_cli_complete_tree_exits_zero_and_prints_paths(full_tree):
     assert "FOUND" in res.output and "MISSING" not in res.output
 
 
+def test_cli_root_that_does_not_exist_is_a_usage_error(tmp_path):
+    res = _run(tmp_path / "nope")  # a typo: not "13 of 13 datasets not usable"
+    assert res.exit_code == 2
+    assert "does not exist" in res.output and "nope" in res.output
+
+
 def test_missing_dataset_fails_only_the_configs_that_need_it(tree):
     shutil.rmtree(tree / "mapillary")
     res = _run(tree, "--config", "stage1")

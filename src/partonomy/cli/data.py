@@ -15,7 +15,7 @@ def command() -> None:
 
 
 @command.command(name="check")
-@click.argument("root", type=click.Path(file_okay=False, path_type=str))
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option(
     "--config",
     type=click.Choice(CONFIGS),
