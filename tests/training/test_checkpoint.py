@@ -131,6 +131,12 @@ def test_atomic_commit_and_listing(tmp_path: Path) -> None:
     assert [s for s, _ in ckpt.list_checkpoints(root)] == [10]
     with pytest.raises(ConfigError, match="no training checkpoint"):
         ckpt.resolve_checkpoint(tmp_path / "nothing")
+    assert ckpt.resolve_checkpoint(tmp_path) == root / "step_000010"  # a run directory
+    # the folder above run directories (the quickstart's train/): the error names them
+    for run in ("run_a", "run_b"):
+        (tmp_path / "parent" / run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"run directories below it: .*/parent/run_a, .*/run_b"):
+        ckpt.resolve_checkpoint(tmp_path / "parent")
 
 
 def _strict_resume_matches(qa: Path, tmp_path: Path, **device: object) -> None:

@@ -351,9 +351,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
     ckpts = list_checkpoints(path / "checkpoints")
     if ckpts:
         return ckpts[-1][1]
+    # e.g. the quickstart's train/ folder, which holds one run directory per family
+    runs = sorted(p for p in path.glob("*/checkpoints") if p.is_dir()) if path.is_dir() else []
+    hint = f"; run directories below it: {', '.join(str(r.parent) for r in runs)}" if runs else ""
     raise ConfigError(
         f"{path}: no training checkpoint here (expected manifest.json, or a run directory with "
-        "checkpoints/final or checkpoints/step_*)"
+        f"checkpoints/final or checkpoints/step_*){hint}"
     )
 
 
