@@ -121,6 +121,48 @@ def test_resume_computes_only_what_is_missing(qa_file, tmp_path):
     assert _without_paths(second.results) == _without_paths(fresh)
 
 
+class _Batched:
+    """The oracle behind a model that has its own ``batch_size``; records each call's size."""
+
+    def __init__(self, batch_size: object) -> None:
+        from partonomy.models.reference import build_oracle
+
+        self.inner = build_oracle()
+        self.batch_size = batch_size
+        self.calls: list[int] = []
+
+    def predict(self, items: list) -> list:
+        self.calls.append(len(items))
+        return self.inner.predict(items)
+
+
+@pytest.mark.parametrize(("own", "calls"), [(4, [4, 2]), (None, [1] * 6), (True, [1] * 6)])
+def test_batch_size_defaults_to_the_models_own(qa_file, tmp_path, own, calls, monkeypatch):
+    """Without --batch-size the harness hands a predictor full batches of its own size (``plum``:
+    8), so the default command takes the batched path; a model without a valid one gets 1."""
+    from partonomy.eval import harness
+
+    model = _Batched(own)
+    cfg = EvalConfig("oracle", str(qa_file), str(tmp_path / "run"), progress=False)
+    assert cfg.batch_size is None
+    assert run_eval(cfg, model=model).results["overall"]["accuracy"] == 1.0
+    assert model.calls == calls
+    assert json.loads((tmp_path / "run" / CONFIG_FILE).read_text())["batch_size"] is None
+
+    # an explicit size wins; a finished run asks nothing of the model and builds none
+    explicit = _Batched(4)
+    run_eval(EvalConfig("oracle", str(qa_file), str(tmp_path / "b"), batch_size=5, progress=False),
+             model=explicit)  # fmt: skip
+    assert explicit.calls == [5, 1]
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("a finished run built its model")
+
+    monkeypatch.setattr(harness, "build_model", refuse)
+    again = run_eval(cfg)
+    assert (again.n_resumed, again.n_computed) == (N_QUESTIONS, 0)
+
+
 def _without_paths(results: dict) -> dict:
     config = {k: v for k, v in results["config"].items() if not k.endswith("_file")}
     return {**results, "config": config}

@@ -44,9 +44,10 @@ if TYPE_CHECKING:
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Questions per model call.",
+    default=None,
+    help="Questions per model call (default: the model's own batch size, e.g. its "
+    "--model-opt batch_size, 8 by default for plum / lisa / glamm / pixellm / segllm; "
+    "1 for models without one).",
 )
 @click.option(
     "--limit", type=click.IntRange(min=0), default=None, help="Only the first N questions."
@@ -100,7 +101,7 @@ def command(
     qa_file: Path,
     model: str,
     out: Path,
-    batch_size: int,
+    batch_size: int | None,
     limit: int | None,
     model_opts: tuple[str, ...],
     checkpoint: Path | None,
@@ -193,7 +194,7 @@ def _run_task(
     data: Path,
     model: str,
     out: Path,
-    batch_size: int,
+    batch_size: int | None,
     options: dict[str, Any],
     overwrite: bool,
     no_progress: bool,

@@ -96,7 +96,8 @@ class EvalConfig:
         qa_file: the QA-pair JSON.
         out: output directory.
         model_options: keyword options for the model builder.
-        batch_size: questions per ``predict`` call.
+        batch_size: questions per ``predict`` call (None: the model's own batch size, see
+            :func:`model_batch_size`).
         limit: evaluate only the first ``limit`` questions of the file (None: all).
         matching, missing: the scorer's policies (see :mod:`partonomy.eval.metrics.conventions`).
         strict: refuse a ground-truth mask whose size differs from its image (else resize it).
@@ -109,7 +110,7 @@ class EvalConfig:
     qa_file: str
     out: str
     model_options: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 1
+    batch_size: int | None = None
     limit: int | None = None
     matching: str = DEFAULT_MATCHING
     missing: str = DEFAULT_MISSING
@@ -119,8 +120,7 @@ class EvalConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        check_batch_size(self.batch_size)
         if self.limit is not None and self.limit < 0:
             raise ConfigError(f"limit must be >= 0, got {self.limit}")
         # checked here, not by the scorer at the end, so a typo never costs a whole run
@@ -302,6 +302,32 @@ def build_model(name: str, options: dict[str, Any]) -> GroundingModel:
         raise ConfigError(f"model '{name}': invalid options {sorted(options)}: {err}") from None
 
 
+def check_batch_size(batch_size: int | None) -> None:
+    """Raise :class:`ConfigError` unless ``batch_size`` is None or at least 1."""
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+
+
+def model_batch_size(model: GroundingModel) -> int:
+    """The batch size a model works in: its ``batch_size`` attribute (a predictor's scoring
+    batch, e.g. 8 for ``plum``: the harness then hands it full batches), else 1."""
+    size = getattr(model, "batch_size", 1)
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else 1
+
+
+def batch_size_for(
+    requested: int | None, model: GroundingModel | None, name: str, options: dict[str, Any]
+) -> tuple[int, GroundingModel | None]:
+    """``(batch size, model)``: ``requested``, or else the model's own batch size
+    (:func:`model_batch_size`), for which the model (``name`` built with ``options``, unless
+    ``model`` is given) is built now, since only it knows."""
+    if requested is not None:
+        return requested, model
+    if model is None:
+        model = build_model(name, options)
+    return model_batch_size(model), model
+
+
 def score_run(
     records: list[QAPair],
     predictions: dict[str, Prediction],
@@ -377,7 +403,10 @@ def run_eval(
         done = read(predictions_path)
         pending = [p for p in prepared if p.qa.question_id not in done]
         n_resumed = len(prepared) - len(pending)
-        mine = [p for batch in shard.batches(pending, cfg.batch_size) for p in batch]
+        batch_size = 1  # nothing to predict: a resumed run that is complete builds no model
+        if pending:
+            batch_size, model = batch_size_for(cfg.batch_size, model, cfg.model, cfg.model_options)
+        mine = [p for batch in shard.batches(pending, batch_size) for p in batch]
         if pending and shard.is_main:
             # results.json only ever describes a finished run
             (out / RESULTS_FILE).unlink(missing_ok=True)
@@ -395,6 +424,7 @@ def run_eval(
                 len(prepared) if shard.world == 1 else len(mine),
                 shard.predictions_file(out, predictions_path),
                 done,
+                batch_size=batch_size,
                 progress=cfg.progress and shard.is_main,
             )
         shard.barrier()  # every shard file is complete
@@ -426,9 +456,11 @@ def _predict_all(
     predictions_path: Path,
     done: dict[str, Prediction],
     *,
+    batch_size: int,
     progress: bool,
 ) -> None:
-    """Predict every pending question in batches, appending one line per question."""
+    """Predict every pending question in batches of ``batch_size``, appending one line per
+    question."""
     from tqdm import tqdm
 
     qa_path = Path(cfg.qa_file)
@@ -447,7 +479,7 @@ def _predict_all(
         produced: deque[list[EvalItem]] = deque()  # appended where the batches are produced
 
         def item_batches() -> Iterator[list[EvalItem]]:
-            for batch in _batches(pending, cfg.batch_size):
+            for batch in _batches(pending, batch_size):
                 items = [EvalItem(p.qa, im) for p, im in zip(batch, images.batch(batch))]
                 produced.append(items)
                 yield items

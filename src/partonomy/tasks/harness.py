@@ -30,7 +30,7 @@ import numpy as np
 from partonomy import __version__
 from partonomy.errors import ConfigError, FormatError
 from partonomy.eval.answers import ModelOutputError
-from partonomy.eval.harness import EvalOutcome, build_model
+from partonomy.eval.harness import EvalOutcome, batch_size_for, build_model, check_batch_size
 from partonomy.eval.protocol import ReferQuery, VqaQuery
 from partonomy.eval.run_dir import (
     PREDICTIONS_FILE,
@@ -58,7 +58,8 @@ class TaskEvalConfig:
         data: the task's official file or folder (``TaskSpec.data``).
         out: the run directory.
         options: splits, image root, limit, missing policy and scoring rule.
-        batch_size: queries per model call.
+        batch_size: queries per model call (None: the model's own batch size, see
+            :func:`~partonomy.eval.harness.model_batch_size`).
         overwrite: discard an earlier run in ``out``.
         progress: show a tqdm bar.
     """
@@ -69,13 +70,12 @@ class TaskEvalConfig:
     out: str
     model_options: dict[str, Any] = field(default_factory=dict)
     options: TaskOptions = field(default_factory=TaskOptions)
-    batch_size: int = 1
+    batch_size: int | None = None
     overwrite: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        check_batch_size(self.batch_size)
 
 
 def get_task(name: str) -> TaskSpec:
@@ -232,7 +232,10 @@ def run_task_eval(
         done = read(predictions_path)
         pending = [s for s in selection if s.question_id not in done]
         n_resumed = len(selection) - len(pending)
-        batches = shard.batches(pending, cfg.batch_size)
+        batch_size = 1  # nothing to predict: a resumed run that is complete builds no model
+        if pending:
+            batch_size, model = batch_size_for(cfg.batch_size, model, cfg.model, cfg.model_options)
+        batches = shard.batches(pending, batch_size)
         n_mine = sum(len(b) for b in batches)
         if pending and shard.is_main:
             (out / RESULTS_FILE).unlink(missing_ok=True)
