@@ -117,6 +117,8 @@ def command(
     from partonomy.viz.demo_logic import MB, DemoLimits
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # gradio's own HTTP calls (start-up checks) are not the demo's requests
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     paths = list(checkpoints) or [default_checkpoint(family)]
     for path in paths:
         if not path.exists():
