@@ -43,7 +43,7 @@ from partonomy.io.atomic import atomic_write_text
 from partonomy.models.core.family import get_family
 from partonomy.models.core.losses import compute_losses, resolve_weights, teacher_hidden_states
 from partonomy.models.core.model import SegLMM
-from partonomy.models.core.trainable import set_trainable
+from partonomy.models.core.trainable import log_trainable, set_trainable
 from partonomy.training import checkpoint as ckpt
 from partonomy.training.batches import Batches, touch_outputs
 from partonomy.training.config import TrainConfig, dump_train_config
@@ -196,6 +196,7 @@ class TrainRecipe:
         torch.manual_seed(cfg.seed + self.rank)
         self.new_token_ids = ckpt.processor_new_token_ids(self.processor)
         self.trainable = set_trainable(model, cfg.trainable, new_token_ids=self.new_token_ids)
+        log_trainable(model, self.trainable)
         fsdp = engine_in_use(acc) == "fsdp"
         if cfg.speed.bf16_weights:  # the trained parameters too: no fp32 master weights
             model.to(torch.bfloat16)

@@ -328,8 +328,8 @@ def set_trainable(
             model has that attribute.
 
     Returns:
-        The sorted names (as in ``model.named_parameters()``) of the trainable parameters. They
-        are also logged at INFO level with their count.
+        The sorted names (as in ``model.named_parameters()``) of the trainable parameters
+        (:func:`log_trainable` reports them; the training recipe does).
 
     Raises:
         ConfigError: the model lacks a module of the spec, or ``new_rows`` is asked without ids.
@@ -383,7 +383,11 @@ def set_trainable(
             attach_new_rows(embedding, list(ids))  # type: ignore[arg-type]
         # (tied and a trained lm_head: every row trains anyway)
 
-    names = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    return sorted(n for n, p in model.named_parameters() if p.requires_grad)
+
+
+def log_trainable(model: nn.Module, names: Sequence[str]) -> None:
+    """Log how much of ``model`` trains (INFO) and each trained tensor's name (DEBUG)."""
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
     log.info(
@@ -395,4 +399,3 @@ def set_trainable(
     )
     for name in names:
         log.debug("  trainable %s", name)
-    return names
