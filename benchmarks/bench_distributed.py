@@ -36,6 +36,10 @@ Usage::
     python benchmarks/bench_distributed.py --shape tiny                # CPU / gloo, DDP only
     NCCL_NVLS_ENABLE=0 python benchmarks/bench_distributed.py --shape 7b --scale-shape 13b \
         --engines deepspeed_zero2,fsdp --allreduce --no-sharded-eval
+    # an FSDP variant for the scaling comparison (any config key can be set the same way)
+    NCCL_NVLS_ENABLE=0 python benchmarks/bench_distributed.py --shape 7b --engines fsdp \
+        --set distributed.fsdp_sharding=SHARD_GRAD_OP --set distributed.fsdp_forward_prefetch=true \
+        --baseline-tps 1366 --no-sharded-eval
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ from typing import Any
 
 import torch
 import yaml
+
+from partonomy.config import apply_overrides_to_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_plum_e2e import PLUM_HEADS, SHAPES
@@ -184,6 +190,7 @@ class Bench:
             "deterministic": "strict" if self.args.strict else self.args.deterministic,
             **extra,
         }  # fmt: skip
+        apply_overrides_to_dict(cfg, list(self.args.set))  # --set: engine knobs to compare
         path = run_dir.parent / f"{run_dir.name}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         return path
@@ -565,6 +572,11 @@ def main() -> None:
     parser.add_argument(
         "--strict", action="store_true",
         help="deterministic: strict (deterministic attention backward too: bit-exact resumes)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override in every training run's config (dotted key, YAML value), e.g. "
+        "distributed.fsdp_sharding=SHARD_GRAD_OP or distributed.fsdp_forward_prefetch=true",
     )  # fmt: skip
     parser.add_argument("--out", default=os.environ.get("OUT") or "bench_distributed_out")
     args = parser.parse_args()

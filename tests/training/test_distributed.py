@@ -118,6 +118,42 @@ def test_deepspeed_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
         )
 
 
+def test_engine_knobs_reach_accelerate() -> None:
+    """The DDP bucket size and the FSDP prefetch and sharding settings are passed through."""
+    from accelerate.state import AcceleratorState
+    from torch.distributed.fsdp import BackwardPrefetch, ShardingStrategy
+
+    from partonomy.training.distributed import fsdp_plugin
+
+    acc = make_accelerator(
+        DistributedConfig(ddp_bucket_cap_mb=100),
+        precision="auto",
+        grad_accum=1,
+        micro_batch=1,
+        max_grad_norm=1.0,
+        cpu=True,
+    )
+    try:
+        assert acc.ddp_handler.bucket_cap_mb == 100 and acc.ddp_handler.find_unused_parameters
+    finally:
+        AcceleratorState._reset_state()  # process-wide state: leave none for the next test
+    default = fsdp_plugin(DistributedConfig(engine="fsdp"), cpu=True)
+    assert default.backward_prefetch == BackwardPrefetch.BACKWARD_PRE
+    assert not default.forward_prefetch
+    assert default.sharding_strategy == ShardingStrategy.FULL_SHARD
+    tuned = fsdp_plugin(
+        DistributedConfig(
+            engine="fsdp",
+            fsdp_sharding="SHARD_GRAD_OP",
+            fsdp_backward_prefetch="NO_PREFETCH",
+            fsdp_forward_prefetch=True,
+        ),
+        cpu=True,
+    )
+    assert tuned.backward_prefetch is None and tuned.forward_prefetch
+    assert tuned.sharding_strategy == ShardingStrategy.SHARD_GRAD_OP
+
+
 def test_precision_on_cpu() -> None:
     import torch
 

@@ -45,16 +45,23 @@ class DistributedConfig:
     Attributes:
         engine: ``ddp``, ``fsdp`` or ``deepspeed_zero2``.
         find_unused_parameters: DDP flag (see module docstring).
+        ddp_bucket_cap_mb: DDP gradient bucket size (MB; torch's default is 25).
         fsdp_sharding: FSDP sharding strategy.
         fsdp_wrap: module class names that become FSDP units.
+        fsdp_backward_prefetch: when FSDP gathers the next unit's parameters in the backward
+            (``NO_PREFETCH`` turns it off).
+        fsdp_forward_prefetch: gather the next unit's parameters during this unit's forward.
         deepspeed_offload_optimizer: ZeRO-2 optimiser-state offload to CPU memory.
         timeout_minutes: collective-operation timeout.
     """
 
     engine: Engine = "ddp"
     find_unused_parameters: bool = True
+    ddp_bucket_cap_mb: int = 25
     fsdp_sharding: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD"] = "FULL_SHARD"
     fsdp_wrap: tuple[str, ...] = ("LlamaDecoderLayer", "CLIPEncoderLayer", "SamVisionLayer")
+    fsdp_backward_prefetch: Literal["BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH"] = "BACKWARD_PRE"
+    fsdp_forward_prefetch: bool = False
     deepspeed_offload_optimizer: bool = False
     timeout_minutes: int = 30
 
@@ -155,7 +162,10 @@ def make_accelerator(
         "mixed_precision": mixed,
         "cpu": cpu,
         "kwargs_handlers": [
-            DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters),
+            DistributedDataParallelKwargs(
+                find_unused_parameters=cfg.find_unused_parameters,
+                bucket_cap_mb=cfg.ddp_bucket_cap_mb,
+            ),
             InitProcessGroupKwargs(timeout=timedelta(minutes=cfg.timeout_minutes)),
         ],
     }
@@ -174,18 +184,25 @@ def make_accelerator(
         )
         kwargs["mixed_precision"] = "no"  # bf16 through torch_autocast (see _deepspeed_config)
     elif cfg.engine == "fsdp":
-        from accelerate.utils import FullyShardedDataParallelPlugin
-
-        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(
-            sharding_strategy=cfg.fsdp_sharding,
-            auto_wrap_policy=fsdp_wrap_policy(cfg.fsdp_wrap),
-            use_orig_params=True,
-            state_dict_type="FULL_STATE_DICT",
-            # The builders initialise every process alike (model.seed); the broadcast is a
-            # safeguard where accelerate supports it (it needs an accelerator device).
-            sync_module_states=torch.cuda.is_available() and not cpu,
-        )
+        kwargs["fsdp_plugin"] = fsdp_plugin(cfg, cpu=cpu)
     return Accelerator(**kwargs)
+
+
+def fsdp_plugin(cfg: DistributedConfig, *, cpu: bool = False) -> Any:
+    """accelerate's FSDP plugin for the ``distributed`` section (units: :func:`fsdp_wrap_policy`)."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    return FullyShardedDataParallelPlugin(
+        sharding_strategy=cfg.fsdp_sharding,
+        auto_wrap_policy=fsdp_wrap_policy(cfg.fsdp_wrap),
+        backward_prefetch=cfg.fsdp_backward_prefetch,
+        forward_prefetch=cfg.fsdp_forward_prefetch,
+        use_orig_params=True,
+        state_dict_type="FULL_STATE_DICT",
+        # The builders initialise every process alike (model.seed); the broadcast is a
+        # safeguard where accelerate supports it (it needs an accelerator device).
+        sync_module_states=torch.cuda.is_available() and not cpu,
+    )
 
 
 FSDP_UNIT = "_partonomy_fsdp_unit"
