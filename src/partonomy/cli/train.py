@@ -1,4 +1,4 @@
-"""``partonomy train CONFIG [key.sub=value ...]``: run the PLUM training recipe.
+"""``partonomy train CONFIG [key.sub=value ...]``: run the training recipe of any family.
 
 Examples::
 
@@ -20,7 +20,8 @@ import click
 @click.option("--dry-run", is_flag=True, help="Load and validate the config, print it, and stop.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every trainable parameter name.")
 def command(config: str, overrides: tuple[str, ...], dry_run: bool, verbose: bool) -> None:
-    """Train PLUM with the recipe described by CONFIG (a YAML file under configs/).
+    """Train a model (PLUM, LISA, GLaMM, PixelLM or SegLLM: CONFIG's family) with the recipe
+    described by CONFIG (a YAML file, e.g. under configs/).
 
     OVERRIDES are key.sub=value pairs (values parsed as YAML), e.g. max_steps=10 data.limit=8.
     """
