@@ -334,71 +334,15 @@ class TrainRecipe:
         last: Path | None = None
         try:
             while self.step < target:
-                sums = dict.fromkeys(self.log_terms, 0.0)
-                n_masks, norm = 0, None
                 lr = self.scheduler.get_last_lr()[0]
-                tokens = torch.zeros((), dtype=torch.long, device=acc.device)
                 if acc.device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(acc.device)
                 timer.start()
-                for micro in range(cfg.grad_accum):
-                    batch = self.next_batch()
-                    tokens += batch.attention_mask.sum()  # no host sync until the step's end
-                    timer.mark("data")
-                    with acc.accumulate(self.model), self.speed.kernels():
-                        output = self.model(batch, span_source=cfg.span_source, lm_rows="labelled")
-                        with self.autocast():
-                            teacher = (
-                                teacher_hidden_states(unwrapped, batch)
-                                if self.needs_teacher
-                                else None
-                            )
-                        losses = compute_losses(
-                            self.loss_terms,
-                            self.weights,
-                            output,
-                            batch,
-                            seg_loss=cfg.loss.seg_loss,
-                            teacher_hidden=teacher,
-                            dice_scale=cfg.loss.dice_scale,
-                        )
-                        timer.mark("forward")
-                        acc.backward(losses.total + touch_outputs(output))
-                        timer.mark("backward")
-                        if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
-                            norm = acc.clip_grad_norm_(self.params, cfg.optim.max_grad_norm)
-                        self.optimizer.step()
-                        self.optimizer.zero_grad(set_to_none=True)
-                        timer.mark("step")
-                    if cfg.speed.prepare_ahead and (
-                        micro + 1 < cfg.grad_accum or self.step + 1 < target
-                    ):  # encode the next batch while the device works; as_floats waits for it
-                        self.batches.prepare(self.data_pos)
-                    for name, value in losses.as_floats().items():
-                        sums[name] += value / cfg.grad_accum
-                    n_masks += losses.n_masks
+                sums, n_masks, norm, tokens = self._accumulate(unwrapped, timer, target)
                 self.scheduler.step()  # once per optimiser step (the original stepped twice)
                 self.step += 1
-                means = reduce_mean(acc, sums)
-                usage = step_usage(acc, int(tokens))
-                grad_norm = float(norm) if norm is not None else float("nan")
-                if not math.isfinite(means["total"]):
-                    raise FloatingPointError(
-                        f"step {self.step}: the loss is {means['total']} (lower optim.lr, or check "
-                        "the data); the last good checkpoint is in " + str(self.ckpt_dir)
-                    )
-                record = {
-                    "step": self.step,
-                    "lr": lr,
-                    **{k: means[k] for k in self.log_terms},
-                    "n_masks": n_masks,
-                    "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
-                    "epoch": round(self.plan.epoch_of(self.data_pos), 4),
-                    "time": round(time.perf_counter() - start, 3),
-                    **usage,
-                    **timer.record(),
-                }
-                steps.step(record)
+                record = self._step_record(sums, n_masks, norm, tokens, lr, started=start)
+                steps.step({**record, **timer.record()})
                 every = cfg.checkpoint.every
                 periodic = bool(every) and self.step % every == 0
                 if self.step < cfg.max_steps and (periodic or self.step == target):
@@ -430,6 +374,89 @@ class TrainRecipe:
             records=steps.records,
             seconds=time.perf_counter() - start,
         )
+
+    def _accumulate(
+        self, unwrapped: Any, timer: PhaseTimer, target: int
+    ) -> tuple[dict[str, float], int, Any, torch.Tensor]:
+        """One optimiser step over ``grad_accum`` micro-batches.
+
+        Returns:
+            The loss terms' means over the micro-batches (host floats), the number of masks,
+            the clipped gradient norm (None when not clipped) and the count of real tokens
+            (a device scalar: read once, at the step's end).
+        """
+        cfg, acc = self.cfg, self.accelerator
+        sums = dict.fromkeys(self.log_terms, 0.0)
+        n_masks, norm = 0, None
+        tokens = torch.zeros((), dtype=torch.long, device=acc.device)
+        for micro in range(cfg.grad_accum):
+            batch = self.next_batch()
+            tokens += batch.attention_mask.sum()  # no host sync until the step's end
+            timer.mark("data")
+            with acc.accumulate(self.model), self.speed.kernels():
+                output = self.model(batch, span_source=cfg.span_source, lm_rows="labelled")
+                with self.autocast():
+                    teacher = (
+                        teacher_hidden_states(unwrapped, batch) if self.needs_teacher else None
+                    )
+                losses = compute_losses(
+                    self.loss_terms,
+                    self.weights,
+                    output,
+                    batch,
+                    seg_loss=cfg.loss.seg_loss,
+                    teacher_hidden=teacher,
+                    dice_scale=cfg.loss.dice_scale,
+                )
+                timer.mark("forward")
+                acc.backward(losses.total + touch_outputs(output))
+                timer.mark("backward")
+                if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
+                    norm = acc.clip_grad_norm_(self.params, cfg.optim.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                timer.mark("step")
+            if cfg.speed.prepare_ahead and (micro + 1 < cfg.grad_accum or self.step + 1 < target):
+                # encode the next batch while the device works; as_floats below waits for it
+                self.batches.prepare(self.data_pos)
+            for name, value in losses.as_floats().items():
+                sums[name] += value / cfg.grad_accum
+            n_masks += losses.n_masks
+        return sums, n_masks, norm, tokens
+
+    def _step_record(
+        self,
+        sums: dict[str, float],
+        n_masks: int,
+        norm: Any,
+        tokens: torch.Tensor,
+        lr: float | torch.Tensor,
+        *,
+        started: float,
+    ) -> dict[str, Any]:
+        """The step's log record: loss means over every process, rate, memory and throughput.
+
+        Raises:
+            FloatingPointError: the mean total loss is not finite.
+        """
+        means = reduce_mean(self.accelerator, sums)
+        usage = step_usage(self.accelerator, int(tokens))
+        grad_norm = float(norm) if norm is not None else float("nan")
+        if not math.isfinite(means["total"]):
+            raise FloatingPointError(
+                f"step {self.step}: the loss is {means['total']} (lower optim.lr, or check "
+                "the data); the last good checkpoint is in " + str(self.ckpt_dir)
+            )
+        return {
+            "step": self.step,
+            "lr": lr,
+            **{k: means[k] for k in self.log_terms},
+            "n_masks": n_masks,
+            "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
+            "epoch": round(self.plan.epoch_of(self.data_pos), 4),
+            "time": round(time.perf_counter() - started, 3),
+            **usage,
+        }
 
     def autocast(self) -> Any:
         """bf16 autocast for forwards outside the engine (see ``engine_autocast``)."""
