@@ -69,6 +69,26 @@ def test_hf_vlm_scores_text_only(checkpoints: tuple[Path, Path], tmp_path: Path)
     assert all(len(line["choice_scores_answer"]) == 5 for line in lines)  # the other mode
 
 
+def test_hf_vlm_batches_score_as_one_at_a_time(
+    checkpoints: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """By default the harness hands hf_vlm its batch_size (8) questions at once; the packed,
+    padded batch scores each question as it is scored alone."""
+    vlm_dir, _ = checkpoints
+
+    def scores(out: Path) -> dict[str, list[float]]:
+        lines = (out / "predictions.jsonl").read_text().split("\n")
+        return {r["question_id"]: r["choice_scores"] for r in map(json.loads, filter(None, lines))}
+
+    _eval("hf_vlm", tmp_path / "one", f"checkpoint={vlm_dir}", flags=("--batch-size", "1"))
+    _eval("hf_vlm", tmp_path / "all", f"checkpoint={vlm_dir}")
+    assert json.loads((tmp_path / "all" / "config.json").read_text())["batch_size"] is None
+    alone, batched = scores(tmp_path / "one"), scores(tmp_path / "all")
+    assert alone.keys() == batched.keys() and len(alone) == 6
+    for qid, row in alone.items():
+        assert batched[qid] == pytest.approx(row, abs=1e-4), qid
+
+
 def test_vlm_sam3_through_the_harness(checkpoints: tuple[Path, Path], tmp_path: Path) -> None:
     vlm_dir, sam3_dir = checkpoints
     results = _eval(

@@ -59,6 +59,8 @@ class HfVlmOptions:
         choice_score: ``conversation`` (the paper's) or ``answer``.
         min_pixels, max_pixels: Qwen's pixel budget per image (None: the checkpoint's).
         layout: shared-prefix continuation layout (``packed`` or ``expand``).
+        batch_size: questions scored together in one call (``partonomy eval`` hands the model
+            batches of this size unless ``--batch-size`` says otherwise).
     """
 
     checkpoint: str = ""
@@ -68,8 +70,11 @@ class HfVlmOptions:
     min_pixels: int | None = None
     max_pixels: int | None = None
     layout: str = "packed"
+    batch_size: int = 8
 
     def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if not self.checkpoint:
             raise ConfigError(
                 "hf_vlm / vlm_sam3 need --checkpoint DIR (or --model-opt checkpoint=DIR): "
@@ -195,9 +200,12 @@ class HfVlmModel:
 
     name = "hf_vlm"
 
-    def __init__(self, scorer: VlmChoiceScorer, choice_score: str = "conversation") -> None:
+    def __init__(
+        self, scorer: VlmChoiceScorer, choice_score: str = "conversation", batch_size: int = 8
+    ) -> None:
         self.scorer = scorer
         self.choice_score = choice_score
+        self.batch_size = batch_size  # what the harness hands over at once
 
     def predict(self, items: Sequence[EvalItem]) -> list[ModelAnswer]:
         out = []
@@ -210,7 +218,7 @@ class HfVlmModel:
 def build_hf_vlm(**options: Any) -> GroundingModel:
     """The ``hf_vlm`` model; options as :class:`HfVlmOptions`."""
     opts = from_dict(HfVlmOptions, options, source="model 'hf_vlm' options")
-    return HfVlmModel(scorer_from_options(opts), opts.choice_score)
+    return HfVlmModel(scorer_from_options(opts), opts.choice_score, opts.batch_size)
 
 
 def scorer_from_options(opts: HfVlmOptions) -> VlmChoiceScorer:

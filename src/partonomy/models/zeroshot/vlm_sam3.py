@@ -69,11 +69,13 @@ class VlmSam3Model:
         *,
         choice_score: str = "conversation",
         prompt: str = "part",
+        batch_size: int = 8,
     ) -> None:
         self.scorer = scorer
         self.segmenter = segmenter
         self.choice_score = choice_score
         self.prompt = prompt
+        self.batch_size = batch_size  # what the harness hands over at once
 
     def predict(self, items: Sequence[EvalItem]) -> list[ModelAnswer]:
         out = []
@@ -99,4 +101,10 @@ def build_vlm_sam3(**options: Any) -> GroundingModel:
         score_threshold=opts.score_threshold,
         mask_threshold=opts.mask_threshold,
     )
-    return VlmSam3Model(scorer, segmenter, choice_score=opts.choice_score, prompt=opts.prompt)
+    return VlmSam3Model(
+        scorer,
+        segmenter,
+        choice_score=opts.choice_score,
+        prompt=opts.prompt,
+        batch_size=opts.batch_size,
+    )
