@@ -45,9 +45,9 @@ if TYPE_CHECKING:
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Questions per model call (default: the model's own batch size, e.g. its "
-    "--model-opt batch_size, 8 by default for plum / lisa / glamm / pixellm / segllm; "
-    "1 for models without one).",
+    help="Questions per model call (default: the model's own batch size: its --model-opt "
+    "batch_size, 8 by default for the segmentation families and hf_vlm / vlm_sam3; 1 for "
+    "models without one).",
 )
 @click.option(
     "--limit", type=click.IntRange(min=0), default=None, help="Only the first N questions."
