@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from fixtures.real import builders
 from partonomy.data.sources.label_maps import packaged_class_names
-
-_BUILDERS = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "builders.py"
-
-
-def _load_builders() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("real_fixture_builders", _BUILDERS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
 def real() -> ModuleType:
     """The fixture builders (``real.make_ade20k(root)``, ...)."""
-    return _load_builders()
+    return builders
 
 
 @pytest.fixture(scope="session")

@@ -318,16 +318,10 @@ def test_added_token_ids_follow_the_released_tokenizers(name: str, expected: dic
 def test_seg_families_run_the_other_tasks(name: str, tmp_path: Path) -> None:
     """ReasonSeg (teacher-forced masks from the [SEG] written after the target phrase) and POPE
     (free-form answers) through the task harness, with an untrained tiny model."""
-    import importlib.util
-
+    from fixtures.tasks import builders
     from partonomy.models.core.loading import build_predictor
     from partonomy.tasks.harness import TaskEvalConfig, run_task_eval
 
-    builders_path = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "builders.py"
-    spec = importlib.util.spec_from_file_location("task_fixture_builders", builders_path)
-    assert spec is not None and spec.loader is not None
-    builders = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builders)
     predictor = build_predictor(name, device="cpu", dtype="float32", max_new_tokens=4)
     (tmp_path / "rs").mkdir()
     (tmp_path / "pope").mkdir()

@@ -3,24 +3,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-_BUILDERS = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "builders.py"
-
-
-def load_builders() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("task_fixture_builders", _BUILDERS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BUILDERS = load_builders()
+from fixtures.tasks import builders as BUILDERS
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@ checkpoint, and the best checkpoint is kept."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from click.testing import CliRunner
 
+from fixtures.tasks import builders
 from partonomy.cli.main import cli
 from partonomy.config import from_dict
 from partonomy.errors import ConfigError
@@ -20,16 +19,6 @@ from partonomy.training.recipe import run_training
 from partonomy.training.validation import ValidationConfig
 
 from .conftest import tiny_train_overrides
-
-_BUILDERS = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "builders.py"
-
-
-def _builders() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("task_fixture_builders", _BUILDERS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _eval(checkpoint: Path, out: Path, *args: str) -> dict[str, object]:
@@ -44,7 +33,7 @@ def _eval(checkpoint: Path, out: Path, *args: str) -> dict[str, object]:
 
 
 def test_validation_equals_eval_and_keeps_the_best(synth_qa: Path, tmp_path: Path) -> None:
-    reason_seg = _builders().make_reason_seg(tmp_path)
+    reason_seg = builders.make_reason_seg(tmp_path)
     run = tmp_path / "run"
     validation = {
         "eval_every": 2,

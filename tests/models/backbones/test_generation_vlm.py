@@ -4,7 +4,6 @@ predict`` and a VQA task, on tiny random Qwen2.5-VL / Qwen3-VL / LLaVA-OneVision
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from partonomy.models.core.predictor import SegPredictor
 from partonomy.models.plum.builders import PRESETS, build_plum
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TASK_BUILDERS = Path(__file__).resolve().parents[2] / "fixtures" / "tasks" / "builders.py"
 
 
 @pytest.fixture(scope="module", params=VLM_KINDS)
@@ -116,10 +114,8 @@ def test_partonomy_predict_on_qwen2_5_vl_with_sam2(tmp_path: Path) -> None:
 
 
 def test_textvqa_runs_on_a_qwen2_5_vl_plum(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("task_fixture_builders", TASK_BUILDERS)
-    assert spec is not None and spec.loader is not None
-    builders = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builders)
+    from fixtures.tasks import builders
+
     data = builders.make_textvqa(tmp_path)
     out = tmp_path / "eval"
     args = ["eval", "--no-progress", "--task", "textvqa", "--model", "plum", str(data)]

@@ -11,7 +11,6 @@ meta device from independent full-size configs.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import tempfile
@@ -33,6 +32,7 @@ from transformers import (
     SamModel,
 )
 
+from models.plum import test_backbones, test_backbones_llava_v1
 from partonomy.cli.main import cli
 from partonomy.errors import ConfigError
 from partonomy.models.backbones.llava import sentencepiece_model_path
@@ -45,18 +45,8 @@ from partonomy.training.checkpoint import load_checkpoint
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _sibling(name: str) -> Any:
-    """A helper module of another test directory (tests are not a package here)."""
-    path = Path(__file__).resolve().parents[1] / "plum" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_convert_helpers_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_SAM = _sibling("test_backbones")  # original_sam_shapes, TINY, VIT_H: hand-written SAM layouts
-_V1 = _sibling("test_backbones_llava_v1")  # llama_keys, clip_keys, random_state
+_SAM = test_backbones  # original_sam_shapes, TINY, VIT_H: hand-written SAM layouts
+_V1 = test_backbones_llava_v1  # llama_keys, clip_keys, random_state
 
 TOKENS = {
     "lisa": ["[SEG]", "<im_start>", "<im_end>"],

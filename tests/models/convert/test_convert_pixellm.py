@@ -6,12 +6,10 @@ on the meta device against a PixelLM built independently from full-size configs.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +24,7 @@ from transformers import (
     LlavaForConditionalGeneration,
 )
 
+from models.plum import test_backbones_llava_v1
 from partonomy.errors import ConfigError
 from partonomy.models.backbones.llava import sentencepiece_model_path
 from partonomy.models.convert import convert, layout
@@ -40,16 +39,7 @@ from partonomy.training.checkpoint import load_checkpoint
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _sibling(name: str) -> Any:
-    path = Path(__file__).resolve().parents[1] / "plum" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_pixellm_helpers_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_V1 = _sibling("test_backbones_llava_v1")  # llama_keys, clip_keys, random_state
+_V1 = test_backbones_llava_v1  # llama_keys, clip_keys, random_state
 TOKENS = [f"[SEG{k}]" for k in range(6)] + ["<im_start>", "<im_end>"]
 D, FF, LAYERS, HEADS = 32, 64, 1, 2
 CLIP = {"d": 32, "ff": 64, "layers": 12, "img": 28, "patch": 14}  # -11 needs 12 layers

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
+from fixtures.tasks import builders
 from partonomy.models.core.loading import build_predictor
 from partonomy.models.core.predictor import SegPredictor
 from partonomy.tasks.base import TaskOptions
@@ -19,16 +18,6 @@ from partonomy.tasks.prompts import refer_answer, refer_question
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
-_BUILDERS = Path(__file__).resolve().parents[2] / "fixtures" / "tasks" / "builders.py"
-
-
-def _builders() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("task_fixture_builders", _BUILDERS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def predictor(one_thread: None) -> SegPredictor:
@@ -36,7 +25,7 @@ def predictor(one_thread: None) -> SegPredictor:
 
 
 def test_vqa_answers_batched_equal_one_at_a_time(predictor: SegPredictor, tmp_path: Path) -> None:
-    pope = _builders().make_pope(tmp_path)
+    pope = builders.make_pope(tmp_path)
     out = run_task_eval(
         TaskEvalConfig(task="pope", model="plum", data=str(pope), out=str(tmp_path / "run"),
                        batch_size=6, progress=False),
@@ -61,7 +50,7 @@ def test_referring_masks_batch_invariant_and_spans_found(
     predictor: SegPredictor, tmp_path: Path, task: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     make = {"reason_seg": "make_reason_seg", "refcoco": "make_refer"}[task]
-    data = getattr(_builders(), make)(tmp_path)
+    data = getattr(builders, make)(tmp_path)
     with caplog.at_level(logging.WARNING):
         res = run_task_eval(
             TaskEvalConfig(task=task, model="plum", data=str(data), out=str(tmp_path / "run"),

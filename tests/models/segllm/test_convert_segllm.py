@@ -6,7 +6,6 @@ refusals; and the 7B / 13B key and shape checks on the meta device."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import tempfile
@@ -20,6 +19,7 @@ from click.testing import CliRunner
 from safetensors.torch import save_file
 from transformers import LlamaTokenizer
 
+from models.plum import test_backbones_llava_v1
 from partonomy.cli.main import cli
 from partonomy.errors import ConfigError
 from partonomy.models.backbones.llava import sentencepiece_model_path
@@ -39,16 +39,7 @@ CLIP = {"d": 64, "ff": 128, "layers": 2, "img": 32, "patch": 8}  # one 64-wide h
 TEXT_TOKENS, TEXT_DIM = 8, 768
 
 
-def _v1() -> Any:
-    path = Path(__file__).resolve().parents[1] / "plum" / "test_backbones_llava_v1.py"
-    spec = importlib.util.spec_from_file_location("_segllm_v1_helpers", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_V1 = _v1()
+_V1 = test_backbones_llava_v1  # llama_keys, clip_keys, random_state
 
 
 def released_shapes(
