@@ -38,7 +38,7 @@ Usage::
         --engines deepspeed_zero2,fsdp --allreduce --no-sharded-eval
     # an FSDP variant for the scaling comparison (any config key can be set the same way)
     NCCL_NVLS_ENABLE=0 python benchmarks/bench_distributed.py --shape 7b --engines fsdp \
-        --set distributed.fsdp_sharding=SHARD_GRAD_OP --set distributed.fsdp_forward_prefetch=true \
+        --set distributed.fsdp_backward_prefetch=BACKWARD_PRE --set distributed.fsdp_forward_prefetch=true \
         --baseline-tps 1366 --no-sharded-eval
 """
 

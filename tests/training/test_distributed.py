@@ -137,20 +137,20 @@ def test_engine_knobs_reach_accelerate() -> None:
         assert acc.ddp_handler.bucket_cap_mb == 100 and acc.ddp_handler.find_unused_parameters
     finally:
         AcceleratorState._reset_state()  # process-wide state: leave none for the next test
+    # the defaults are what accelerate did before these knobs existed (no prefetch at all)
     default = fsdp_plugin(DistributedConfig(engine="fsdp"), cpu=True)
-    assert default.backward_prefetch == BackwardPrefetch.BACKWARD_PRE
-    assert not default.forward_prefetch
+    assert default.backward_prefetch is None and not default.forward_prefetch
     assert default.sharding_strategy == ShardingStrategy.FULL_SHARD
     tuned = fsdp_plugin(
         DistributedConfig(
             engine="fsdp",
             fsdp_sharding="SHARD_GRAD_OP",
-            fsdp_backward_prefetch="NO_PREFETCH",
+            fsdp_backward_prefetch="BACKWARD_PRE",
             fsdp_forward_prefetch=True,
         ),
         cpu=True,
     )
-    assert tuned.backward_prefetch is None and tuned.forward_prefetch
+    assert tuned.backward_prefetch == BackwardPrefetch.BACKWARD_PRE and tuned.forward_prefetch
     assert tuned.sharding_strategy == ShardingStrategy.SHARD_GRAD_OP
 
 

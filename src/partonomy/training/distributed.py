@@ -48,8 +48,9 @@ class DistributedConfig:
         ddp_bucket_cap_mb: DDP gradient bucket size (MB; torch's default is 25).
         fsdp_sharding: FSDP sharding strategy.
         fsdp_wrap: module class names that become FSDP units.
-        fsdp_backward_prefetch: when FSDP gathers the next unit's parameters in the backward
-            (``NO_PREFETCH`` turns it off).
+        fsdp_backward_prefetch: when FSDP gathers the next unit's parameters in the backward.
+            ``NO_PREFETCH`` is accelerate's default (it passes none to torch, whose own default
+            is ``BACKWARD_PRE``) and what the measured two-GPU runs used.
         fsdp_forward_prefetch: gather the next unit's parameters during this unit's forward.
         deepspeed_offload_optimizer: ZeRO-2 optimiser-state offload to CPU memory.
         timeout_minutes: collective-operation timeout.
@@ -60,7 +61,7 @@ class DistributedConfig:
     ddp_bucket_cap_mb: int = 25
     fsdp_sharding: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD"] = "FULL_SHARD"
     fsdp_wrap: tuple[str, ...] = ("LlamaDecoderLayer", "CLIPEncoderLayer", "SamVisionLayer")
-    fsdp_backward_prefetch: Literal["BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH"] = "BACKWARD_PRE"
+    fsdp_backward_prefetch: Literal["BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH"] = "NO_PREFETCH"
     fsdp_forward_prefetch: bool = False
     deepspeed_offload_optimizer: bool = False
     timeout_minutes: int = 30
