@@ -37,10 +37,10 @@ from transformers.cache_utils import DynamicLayer
 
 from partonomy.models.core.generation_batch import positions
 from partonomy.models.core.generation_host import TokenReader
-from partonomy.models.core.hf_lm import base_and_head, cache_kwargs
+from partonomy.models.core.hf_lm import CachedDecoding, base_and_head
 
 
-class EagerDecoder:
+class EagerDecoder(CachedDecoding):
     """Greedy decoding of one batch with eager steps over a fresh ``DynamicCache``.
 
     Use :meth:`of` (None for models with sliding-window or other non-full cache layers), then
@@ -52,17 +52,9 @@ class EagerDecoder:
         self, lm: nn.Module, cache: DynamicCache, stops: tuple[int, ...], banned: tuple[int, ...],
         pad: int,
     ) -> None:  # fmt: skip
-        self.base, self.head = base_and_head(lm)
-        self.text = getattr(self.base, "language_model", self.base)  # decoder steps skip vision
-        self.cache = cache
-        self._base_cache = cache_kwargs(self.base, cache)
-        self._text_cache = cache_kwargs(self.text, cache)
-        weight = next(self.head.parameters())
-        self.device, self.dtype = weight.device, weight.dtype
+        super().__init__(lm, cache)
         self.stops, self.pad = stops, pad
-        self.banned = (
-            torch.tensor(banned, dtype=torch.long, device=weight.device) if banned else None
-        )
+        self.banned = torch.tensor(banned, dtype=torch.long, device=self.device) if banned else None
         self.hidden: list[torch.Tensor] = []  # (B, 1, d) per step
         self.token = torch.zeros(0, dtype=torch.long)  # the token fed next, (B,)
         self.positions = torch.zeros(0, dtype=torch.long)  # (B, T): position id of answer token t

@@ -41,3 +41,20 @@ def output_cache(out: Any) -> Any:
     """The KV cache of a model output, under either attribute name."""
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
+
+
+class CachedDecoding:
+    """What a hand-written decoding loop over one KV cache drives (the eager and the static
+    decoder share it): the base model and output head of ``lm``, its text model (decode steps
+    skip the vision tower of a VLM), the cache under the keyword each forward takes, and the
+    head's device and dtype, which the loop's own tensors use."""
+
+    def __init__(self, lm: nn.Module, cache: Any) -> None:
+        self.base, self.head = base_and_head(lm)
+        self.text = getattr(self.base, "language_model", self.base)
+        self.cache = cache
+        self._base_cache = cache_kwargs(self.base, cache)
+        self._text_cache = cache_kwargs(self.text, cache)
+        weight = next(self.head.parameters())
+        self.device, self.dtype = weight.device, weight.dtype
+        self.hidden_size = int(weight.shape[-1])

@@ -27,7 +27,7 @@ from partonomy.models.core.fused_kernels import (
 )
 from partonomy.models.core.generation_batch import Generation, positions
 from partonomy.models.core.generation_host import TokenReader
-from partonomy.models.core.hf_lm import base_and_head, cache_kwargs
+from partonomy.models.core.hf_lm import CachedDecoding
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def release_decoder(lm: nn.Module) -> None:
         slot.decoder = None
 
 
-class StaticDecoder:
+class StaticDecoder(CachedDecoding):
     """Greedy decoding over a static KV cache, one step optionally replayed as a CUDA graph.
 
     Batch-1 decoding of a 13B model reads 26 GB of weights per token (~5 ms on an H200), but an
@@ -120,17 +120,10 @@ class StaticDecoder:
     """
 
     def __init__(self, lm: nn.Module, key: DecoderKey, cache: Any) -> None:
+        super().__init__(lm, cache)
         self.key = key
-        self.base, self.head = base_and_head(lm)
-        self.text = getattr(self.base, "language_model", self.base)  # decoder steps skip vision
-        self.cache = cache
-        self._base_cache = cache_kwargs(self.base, cache)
-        self._text_cache = cache_kwargs(self.text, cache)
-        weight = next(self.head.parameters())
-        device, dtype = weight.device, weight.dtype
+        device, dtype, hidden_size = self.device, self.dtype, self.hidden_size
         b, n = key.batch, key.length
-        hidden_size = int(weight.shape[-1])
-        self.device, self.dtype = device, dtype
         self.blocked = torch.finfo(dtype).min
         self.mask = torch.full((b, 1, 1, n), self.blocked, dtype=dtype, device=device)
         self.token = torch.zeros(b, dtype=torch.long, device=device)  # the token fed next
